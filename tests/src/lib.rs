@@ -1,0 +1,1 @@
+//! Test support shared by Ferrox's cross-crate tests.

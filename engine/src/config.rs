@@ -5,6 +5,7 @@
 //! converted once, at start-up, with `rust_decimal` (decimals never reach the matching code).
 
 use ferrox_protocol::{InstrumentStatus, PriceTicks, QtyLots};
+use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
@@ -23,7 +24,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { orders_max: 1 << 20, levels_max: 1 << 18, gtd_orders_max: 1 << 16 }
+        Limits {
+            orders_max: 1 << 20,
+            levels_max: 1 << 18,
+            gtd_orders_max: 1 << 16,
+        }
     }
 }
 
@@ -88,11 +93,19 @@ pub enum ConfigError {
     #[error("config is not valid TOML or does not match the schema: {0}")]
     Parse(String),
     #[error("limits.{field} must be between 1 and {max}, got {value}")]
-    Limit { field: &'static str, value: u64, max: u64 },
+    Limit {
+        field: &'static str,
+        value: u64,
+        max: u64,
+    },
     #[error("no instruments configured")]
     NoInstruments,
     #[error("instrument {index} ({symbol}): {reason}")]
-    Instrument { index: usize, symbol: String, reason: String },
+    Instrument {
+        index: usize,
+        symbol: String,
+        reason: String,
+    },
     #[error("instrument symbol {0:?} is configured twice")]
     DuplicateSymbol(String),
 }
@@ -104,7 +117,11 @@ impl EngineConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let limit = |field: &'static str, value: u32| {
             if value == 0 || u64::from(value) > SLOTS_MAX {
-                Err(ConfigError::Limit { field, value: value.into(), max: SLOTS_MAX })
+                Err(ConfigError::Limit {
+                    field,
+                    value: value.into(),
+                    max: SLOTS_MAX,
+                })
             } else {
                 Ok(())
             }
@@ -166,7 +183,8 @@ impl EngineConfig {
 
     /// Parses the human TOML form and converts it to engine units.
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
-        let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let file: ConfigFile =
+            toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
         file.engine_config()
     }
 }
@@ -225,7 +243,7 @@ pub fn decimal_to_units(value: Decimal, decimals: u32) -> Option<i128> {
     if scaled.fract() != Decimal::ZERO {
         return None;
     }
-    scaled.to_string().parse::<i128>().ok()
+    scaled.to_i128()
 }
 
 impl ConfigFile {
@@ -265,7 +283,11 @@ impl ConfigFile {
                     PriceBand::Bps(bps)
                 }
                 (None, Some(abs)) => PriceBand::Ticks(price("price_band", abs)?),
-                _ => return Err(bad("give exactly one of price_band_percent, price_band".into())),
+                _ => {
+                    return Err(bad(
+                        "give exactly one of price_band_percent, price_band".into()
+                    ))
+                }
             };
             let notional_decimals = f.price_decimals + f.qty_decimals;
             let notional_max = decimal_to_units(f.notional_max, notional_decimals)
@@ -282,10 +304,17 @@ impl ConfigFile {
                 qty_max: QtyLots(qty("qty_max", f.qty_max)?),
                 notional_max,
                 levels_per_side_max: f.levels_per_side_max,
-                status: if f.halted { InstrumentStatus::Halted } else { InstrumentStatus::Open },
+                status: if f.halted {
+                    InstrumentStatus::Halted
+                } else {
+                    InstrumentStatus::Open
+                },
             });
         }
-        let config = EngineConfig { limits: self.limits.clone(), instruments };
+        let config = EngineConfig {
+            limits: self.limits.clone(),
+            instruments,
+        };
         config.validate()?;
         Ok(config)
     }
@@ -351,9 +380,15 @@ halted = true
             ConfigError::DuplicateSymbol("AAPL".into())
         );
         let unknown = SAMPLE.replace("halted = true", "hatled = true");
-        assert!(matches!(EngineConfig::from_toml_str(&unknown), Err(ConfigError::Parse(_))));
+        assert!(matches!(
+            EngineConfig::from_toml_str(&unknown),
+            Err(ConfigError::Parse(_))
+        ));
         let zero = SAMPLE.replace("orders_max = 1000", "orders_max = 0");
-        assert!(matches!(EngineConfig::from_toml_str(&zero), Err(ConfigError::Limit { .. })));
+        assert!(matches!(
+            EngineConfig::from_toml_str(&zero),
+            Err(ConfigError::Limit { .. })
+        ));
     }
 
     #[test]

@@ -67,7 +67,10 @@ impl OrderIndex {
         let mut i = self.home(id);
         loop {
             let slot = self.table[i];
-            assert!(slot != EMPTY, "Invariant: removing order {id} that is not indexed");
+            assert!(
+                slot != EMPTY,
+                "Invariant: removing order {id} that is not indexed"
+            );
             if orders[slot as usize].id == id {
                 break;
             }

@@ -116,8 +116,14 @@ pub(crate) struct Level {
 const _: () = assert!(core::mem::size_of::<Level>() == 32);
 
 impl Level {
-    const FREE: Level =
-        Level { price: 0, qty_total: 0, head: NIL, tail: NIL, count: 0, instrument: 0 };
+    const FREE: Level = Level {
+        price: 0,
+        qty_total: 0,
+        head: NIL,
+        tail: NIL,
+        count: 0,
+        instrument: 0,
+    };
 }
 
 /// One side of a book: levels sorted by key ascending, best last, so that removing the best
@@ -131,7 +137,11 @@ pub(crate) struct SideBook {
 
 impl SideBook {
     fn new(cap: usize) -> Self {
-        SideBook { keys: Vec::with_capacity(cap), levels: Vec::with_capacity(cap), cap }
+        SideBook {
+            keys: Vec::with_capacity(cap),
+            levels: Vec::with_capacity(cap),
+            cap,
+        }
     }
 
     #[inline(always)]
@@ -261,11 +271,19 @@ impl Engine {
         let limits = &config.limits;
         let mut orders = vec![Order::FREE; limits.orders_max as usize];
         for (i, o) in orders.iter_mut().enumerate() {
-            o.next = if i + 1 < limits.orders_max as usize { i as u32 + 1 } else { NIL };
+            o.next = if i + 1 < limits.orders_max as usize {
+                i as u32 + 1
+            } else {
+                NIL
+            };
         }
         let mut levels = vec![Level::FREE; limits.levels_max as usize];
         for (i, l) in levels.iter_mut().enumerate() {
-            l.head = if i + 1 < limits.levels_max as usize { i as u32 + 1 } else { NIL };
+            l.head = if i + 1 < limits.levels_max as usize {
+                i as u32 + 1
+            } else {
+                NIL
+            };
         }
         let books = config
             .instruments
@@ -394,7 +412,12 @@ impl Engine {
             stp_stopped: false,
         };
         if o.tif == TimeInForce::Fok && !self.fok_fillable(b, &taker, limit) {
-            return self.emit_taker_cancel(&taker, taker.remaining, CancelReason::FokUnfillable, sink);
+            return self.emit_taker_cancel(
+                &taker,
+                taker.remaining,
+                CancelReason::FokUnfillable,
+                sink,
+            );
         }
         self.match_taker(b, &mut taker, limit, sink);
         let rest = if taker.remaining == 0 {
@@ -418,7 +441,10 @@ impl Engine {
             Rest::Cancel(reason) => self.emit_taker_cancel(&taker, taker.remaining, reason, sink),
             Rest::Book => {
                 let slot = self.order_free;
-                assert!(slot != NIL, "Invariant: an order slot was checked free before matching");
+                assert!(
+                    slot != NIL,
+                    "Invariant: an order slot was checked free before matching"
+                );
                 self.order_free = self.orders[slot as usize].next;
                 self.orders_live += 1;
                 self.orders[slot as usize] = Order {
@@ -717,7 +743,10 @@ impl Engine {
             Ok(i) => self.books[b].side(o.side).levels[i],
             Err(i) => {
                 let lvl = self.level_free;
-                assert!(lvl != NIL, "Invariant: a level slot was checked free before resting");
+                assert!(
+                    lvl != NIL,
+                    "Invariant: a level slot was checked free before resting"
+                );
                 self.level_free = self.levels[lvl as usize].head;
                 self.levels_live += 1;
                 self.levels[lvl as usize] = Level {
@@ -729,7 +758,10 @@ impl Engine {
                     instrument: b as u32,
                 };
                 let side = self.books[b].side_mut(o.side);
-                assert!(!side.is_full(), "Invariant: level capacity was checked before resting");
+                assert!(
+                    !side.is_full(),
+                    "Invariant: level capacity was checked before resting"
+                );
                 side.keys.insert(i, key);
                 side.levels.insert(i, lvl);
                 lvl
@@ -802,7 +834,10 @@ impl Engine {
 
     #[inline]
     fn free_level(&mut self, lvl: u32) {
-        self.levels[lvl as usize] = Level { head: self.level_free, ..Level::FREE };
+        self.levels[lvl as usize] = Level {
+            head: self.level_free,
+            ..Level::FREE
+        };
         self.level_free = lvl;
         self.levels_live -= 1;
     }
@@ -838,9 +873,13 @@ impl Engine {
             // Drop entries of orders that already left the book; at most `gtd_live` remain,
             // which the admission check keeps below `gtd_max`. Retain never allocates.
             let (index, orders) = (&self.index, &self.orders);
-            self.gtd.retain(|Reverse((_, id))| index.get(orders, *id).is_some());
+            self.gtd
+                .retain(|Reverse((_, id))| index.get(orders, *id).is_some());
         }
-        assert!(self.gtd.len() < self.gtd_max as usize, "Invariant: GTD queue has room");
+        assert!(
+            self.gtd.len() < self.gtd_max as usize,
+            "Invariant: GTD queue has room"
+        );
         self.gtd.push(Reverse((expire_ts_ns, id)));
         self.gtd_live += 1;
     }
@@ -976,7 +1015,12 @@ impl Engine {
             return self.release(slot);
         }
         if taker.stp_stopped {
-            self.emit_taker_cancel(&taker, taker.remaining, CancelReason::SelfTradeAggressor, sink);
+            self.emit_taker_cancel(
+                &taker,
+                taker.remaining,
+                CancelReason::SelfTradeAggressor,
+                sink,
+            );
             return self.release(slot);
         }
         let order = &mut self.orders[slot as usize];
@@ -1056,7 +1100,12 @@ impl Engine {
 
     fn end_of_day<S: EventSink>(&mut self, sink: &mut S) {
         for b in 0..self.books.len() {
-            self.sweep(b, sink, |o| o.tif == TimeInForce::Day, Some(ExpireReason::EndOfDay));
+            self.sweep(
+                b,
+                sink,
+                |o| o.tif == TimeInForce::Day,
+                Some(ExpireReason::EndOfDay),
+            );
         }
     }
 
@@ -1141,7 +1190,10 @@ impl Engine {
 
     /// Looks an instrument up by symbol (a linear scan; not for the hot path).
     pub fn instrument_by_symbol(&self, symbol: &str) -> Option<InstrumentId> {
-        self.specs.iter().position(|s| s.symbol == symbol).map(|i| InstrumentId(i as u32))
+        self.specs
+            .iter()
+            .position(|s| s.symbol == symbol)
+            .map(|i| InstrumentId(i as u32))
     }
 
     pub fn last_seq(&self) -> u64 {

@@ -20,9 +20,7 @@ pub mod event;
 pub mod types;
 
 pub use codes::{CancelReason, ExpireReason, RejectCode, RequestKind};
-pub use command::{
-    Cancel, Command, MassCancel, NewOrder, Replace, SequencedCommand, SetStatus,
-};
+pub use command::{Cancel, Command, MassCancel, NewOrder, Replace, SequencedCommand, SetStatus};
 pub use event::{Event, EventSink, NullSink, VecSink};
 pub use types::{
     AccountId, ClientOrderId, InstrumentId, InstrumentStatus, OrderId, OrderType, PriceTicks,

@@ -58,7 +58,16 @@ macro_rules! display_inner {
         }
     )*};
 }
-display_inner!(PriceTicks, QtyLots, OrderId, TradeId, InstrumentId, AccountId, ClientOrderId, StpGroup);
+display_inner!(
+    PriceTicks,
+    QtyLots,
+    OrderId,
+    TradeId,
+    InstrumentId,
+    AccountId,
+    ClientOrderId,
+    StpGroup
+);
 
 /// Generates `from_u8` and `as_u8` for a fieldless enum with explicit discriminants, so that
 /// decoders return `None` for unknown values instead of transmuting.

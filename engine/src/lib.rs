@@ -481,7 +481,13 @@ impl Engine {
         }
         let is_market = o.order_type == OrderType::Market;
         let immediate = matches!(o.tif, TimeInForce::Ioc | TimeInForce::Fok);
-        if (o.post_only && (is_market || immediate)) || (is_market && !immediate) {
+        // Market orders must be immediate; post-only orders must be able to rest.
+        let invalid = if is_market {
+            o.post_only || !immediate
+        } else {
+            o.post_only && immediate
+        };
+        if invalid {
             return Err(RejectCode::InvalidOrderType);
         }
         check_qty(spec, o.qty.0)?;
@@ -999,7 +1005,7 @@ impl Engine {
         self.drop_level_if_empty(b, o.side, lvl);
         let mut taker = Taker {
             id: o.id,
-            instrument: instrument,
+            instrument,
             account: o.account,
             client_order_id: r.client_order_id.0,
             stp_group: o.stp_group,

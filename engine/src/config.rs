@@ -174,6 +174,15 @@ impl EngineConfig {
             if spec.qty_max.0 < spec.lot_size.0 {
                 return Err(bad("qty_max is below one lot_size".into()));
             }
+            // Level totals sum open quantities; bounding qty_max by the pool size means no
+            // combination of client orders can overflow them.
+            let qty_max_allowed = u64::MAX / u64::from(self.limits.orders_max);
+            if spec.qty_max.0 > qty_max_allowed {
+                return Err(bad(format!(
+                    "qty_max {} lots is above {qty_max_allowed} (u64::MAX / orders_max)",
+                    spec.qty_max
+                )));
+            }
             if spec.levels_per_side_max == 0 || u64::from(spec.levels_per_side_max) > SLOTS_MAX {
                 return Err(bad("levels_per_side_max must be positive".into()));
             }

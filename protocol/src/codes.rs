@@ -37,7 +37,9 @@ pub enum RejectCode {
     LevelPoolFull = 112,
     /// A post-only order would have taken liquidity.
     PostOnlyWouldTake = 113,
-    /// Arithmetic on the request's values would overflow.
+    /// A value does not fit the engine's integer range. The engine widens its own arithmetic
+    /// (notional in u128, quantities bounded by configuration) so it never needs this code;
+    /// the edges use it when decimal text converts to more ticks or lots than fit.
     Overflow = 114,
     /// GTD without an expiry time, an expiry time already reached, or an expiry time on a
     /// non-GTD order.

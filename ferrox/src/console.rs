@@ -444,3 +444,105 @@ pub fn qty(spec: &InstrumentSpec, q: QtyLots) -> String {
         Err(_) => format!("{}e-{}", q.0, spec.qty_decimals),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrox_engine::EngineConfig;
+    use quickcheck::{QuickCheck, TestResult};
+
+    fn console() -> Console {
+        let config = EngineConfig::from_toml_str(crate::DEFAULT_CONFIG).expect("default config");
+        let mut config = config;
+        // A small pool keeps each quickcheck case cheap to build.
+        config.limits = ferrox_engine::Limits {
+            orders_max: 256,
+            levels_max: 64,
+            gtd_orders_max: 8,
+        };
+        Console::new(Engine::new(config).expect("engine"))
+    }
+
+    #[test]
+    fn decimals_convert_exactly_or_not_at_all() {
+        let c = console();
+        let btc = &c.engine.instruments()[3];
+        assert_eq!(to_ticks(btc, "90000.50"), Ok(PriceTicks(9_000_050)));
+        assert!(to_ticks(btc, "90000.505").is_err());
+        assert_eq!(to_lots(btc, "0.001"), Ok(QtyLots(10)));
+        assert!(to_lots(btc, "-1").is_err());
+        assert!(to_lots(btc, "0.00001").is_err());
+        assert_eq!(px(btc, PriceTicks(9_000_050)), "90000.50");
+        assert_eq!(qty(btc, QtyLots(15)), "0.0015");
+    }
+
+    #[test]
+    fn console_session_trades_and_reports() {
+        let mut c = console();
+        assert!(c
+            .handle("sell AAPL 100 190.10 acct=2", 1)
+            .unwrap()
+            .contains("rested"));
+        let out = c.handle("buy AAPL 120 190.10 ioc", 2).unwrap();
+        assert!(out.contains("trade #1 AAPL 100 @ 190.10"), "{out}");
+        assert!(out.contains("IocRemainder"), "{out}");
+        let out = c.handle("buy AAPL 10 150.00", 3).unwrap();
+        assert!(out.contains("(110)"), "{out}");
+        assert!(c.handle("frobnicate", 4).unwrap().starts_with("error"));
+        assert!(c.handle("quit", 5).is_none());
+    }
+
+    /// The console is a decoder of untrusted text: no line may panic it.
+    #[test]
+    fn arbitrary_lines_never_panic() {
+        fn prop(words: Vec<String>, pick: Vec<u8>) -> TestResult {
+            let mut c = console();
+            let vocab = [
+                "buy",
+                "sell",
+                "cancel",
+                "replace",
+                "mass",
+                "halt",
+                "resume",
+                "eod",
+                "tick",
+                "book",
+                "hash",
+                "AAPL",
+                "ESZ6",
+                "BTC-USD",
+                "1",
+                "0",
+                "-5",
+                "190.10",
+                "1e9",
+                "99999999999999999999",
+                "ioc",
+                "fok",
+                "gtd=5",
+                "post",
+                "acct=2",
+                "stp=off",
+                "group=1",
+                "id=18446744073709551615",
+                "*",
+            ];
+            let mut line = String::new();
+            for (i, w) in words.iter().enumerate() {
+                let k = pick.get(i).copied().unwrap_or(0) as usize;
+                line.push_str(if k % 3 == 0 {
+                    w.as_str()
+                } else {
+                    vocab[k % vocab.len()]
+                });
+                line.push(' ');
+            }
+            let _ = c.handle(&line, 1);
+            TestResult::passed()
+        }
+        QuickCheck::new()
+            .tests(500)
+            .quickcheck(prop as fn(Vec<String>, Vec<u8>) -> TestResult);
+    }
+}

@@ -69,6 +69,7 @@ impl Engine {
         h.word(self.next_trade_id);
         h.word(self.last_seq);
         h.word(self.last_ts_ns);
+        h.word(self.commands);
         h.word(u64::from(self.orders_live));
         h.word(u64::from(self.levels_live));
         h.0

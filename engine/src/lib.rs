@@ -18,6 +18,7 @@
 pub mod config;
 mod hash;
 mod index;
+pub mod snapshot;
 mod view;
 
 use std::cmp::Reverse;
@@ -29,6 +30,7 @@ use ferrox_protocol::event::{
     StatusChanged, Trade,
 };
 pub use ferrox_protocol::*;
+pub use snapshot::SnapshotError;
 pub use view::{BookSnapshot, LevelSnapshot, OrderView};
 
 use index::OrderIndex;

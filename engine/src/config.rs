@@ -13,8 +13,8 @@ use serde::Deserialize;
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
-    /// Order slots: the most orders that can be live at once (one more is held while a new
-    /// order is processed).
+    /// Order slots: the most orders that can be live at once. A new order of any type needs a
+    /// free slot to be accepted, even one that will not rest.
     pub orders_max: u32,
     /// Price-level slots shared by all books.
     pub levels_max: u32,

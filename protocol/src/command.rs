@@ -39,7 +39,8 @@ pub struct NewOrder {
     /// Limit price; ignored for market orders.
     pub price: PriceTicks,
     pub qty: QtyLots,
-    /// For market orders, anything but FOK means IOC.
+    /// Market orders must be IOC or FOK (the engine rejects other combinations with
+    /// `InvalidOrderType`; the gateway maps FIX market-DAY orders to IOC).
     pub tif: TimeInForce,
     /// Expiry for GTD orders; must be 0 for every other time in force.
     pub expire_ts_ns: u64,

@@ -100,8 +100,9 @@ pub struct Cancelled {
     pub reason: CancelReason,
 }
 
-/// The engine reduced a live order's open quantity without a trade (self-trade prevention,
-/// decrement and cancel); the order keeps its place.
+/// The engine reduced an order's open quantity without a trade (self-trade prevention,
+/// decrement and cancel). For a resting order it keeps its place; it is also emitted for the
+/// incoming order, whose remaining quantity shrinks while it is still being matched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Restated {
     pub order_id: OrderId,

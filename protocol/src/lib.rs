@@ -18,6 +18,7 @@ pub mod codes;
 pub mod command;
 pub mod event;
 pub mod types;
+pub mod wire;
 
 pub use codes::{CancelReason, ExpireReason, RejectCode, RequestKind};
 pub use command::{Cancel, Command, MassCancel, NewOrder, Replace, SequencedCommand, SetStatus};

@@ -5,7 +5,10 @@
 use std::path::{Path, PathBuf};
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -45,7 +48,10 @@ fn engine_and_protocol_stay_pure() {
     let mut files = Vec::new();
     rust_files(&root.join("engine/src"), &mut files);
     rust_files(&root.join("protocol/src"), &mut files);
-    assert!(files.len() >= 5, "expected the engine and protocol sources, found {files:?}");
+    assert!(
+        files.len() >= 5,
+        "expected the engine and protocol sources, found {files:?}"
+    );
     let mut violations = Vec::new();
     for file in &files {
         let text = std::fs::read_to_string(file).expect("source is readable");
@@ -53,12 +59,20 @@ fn engine_and_protocol_stay_pure() {
             let code = line.split("//").next().unwrap_or("");
             for word in FORBIDDEN {
                 if code.contains(word) {
-                    violations.push(format!("{}:{}: `{word}` in {line:?}", file.display(), n + 1));
+                    violations.push(format!(
+                        "{}:{}: `{word}` in {line:?}",
+                        file.display(),
+                        n + 1
+                    ));
                 }
             }
         }
     }
-    assert!(violations.is_empty(), "the pure core must not use:\n{}", violations.join("\n"));
+    assert!(
+        violations.is_empty(),
+        "the pure core must not use:\n{}",
+        violations.join("\n")
+    );
 }
 
 #[test]
@@ -72,7 +86,13 @@ fn engine_dependencies_are_the_allowed_few() {
         .split("\n[")
         .next()
         .unwrap_or("");
-    let allowed = ["ferrox-protocol", "serde", "toml", "rust_decimal", "thiserror"];
+    let allowed = [
+        "ferrox-protocol",
+        "serde",
+        "toml",
+        "rust_decimal",
+        "thiserror",
+    ];
     for line in deps.lines().filter(|l| l.contains('=')) {
         let name = line.split(['=', '.']).next().unwrap_or("").trim();
         assert!(
@@ -98,6 +118,9 @@ fn every_crate_opens_with_crate_docs() {
         "ferrox/src/main.rs",
     ] {
         let text = std::fs::read_to_string(root.join(krate)).expect("crate root is readable");
-        assert!(text.starts_with("//!"), "{krate} must open with //! docs saying what it owns");
+        assert!(
+            text.starts_with("//!"),
+            "{krate} must open with //! docs saying what it owns"
+        );
     }
 }

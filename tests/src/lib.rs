@@ -1,1 +1,3 @@
 //! Test support shared by Ferrox's cross-crate tests.
+
+pub mod reference;

@@ -11,6 +11,7 @@ use ferrox_engine::{
     SequencedCommand, SetStatus, Side, StpGroup, StpMode, TimeInForce, VecSink,
 };
 use rust_decimal::Decimal;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 pub const HELP: &str = "\
@@ -37,7 +38,13 @@ pub enum Line {
 }
 
 pub struct Console {
-    pub engine: Engine,
+    /// The engine, when the console drives one in-process (`--script`, tests); `None` when
+    /// commands go through the sequencer's rings.
+    pub engine: Option<Engine>,
+    specs: Vec<InstrumentSpec>,
+    /// Instruments of the orders this console has seen accepted, so that a replace can convert
+    /// its decimal price without asking the engine.
+    order_instruments: BTreeMap<u64, InstrumentId>,
     seq: u64,
     next_client_id: u64,
     sink: VecSink,
@@ -45,8 +52,11 @@ pub struct Console {
 
 impl Console {
     pub fn new(engine: Engine) -> Self {
+        let specs = engine.instruments().to_vec();
         Console {
-            engine,
+            engine: Some(engine),
+            specs,
+            order_instruments: BTreeMap::new(),
             seq: 0,
             next_client_id: 1,
             sink: VecSink {
@@ -55,41 +65,82 @@ impl Console {
         }
     }
 
-    /// Handles one line and returns the text to print, or `None` to quit.
+    /// A console whose commands are executed elsewhere (through the rings).
+    pub fn remote(specs: Vec<InstrumentSpec>) -> Self {
+        Console {
+            engine: None,
+            specs,
+            order_instruments: BTreeMap::new(),
+            seq: 0,
+            next_client_id: 1,
+            sink: VecSink::default(),
+        }
+    }
+
+    /// Learns which orders exist from the events it is shown.
+    pub fn observe(&mut self, e: &Event) {
+        match e {
+            Event::Accepted(a) => {
+                self.order_instruments.insert(a.order_id.0, a.instrument);
+            }
+            Event::Cancelled(c) => {
+                self.order_instruments.remove(&c.order_id.0);
+            }
+            Event::Expired(x) => {
+                self.order_instruments.remove(&x.order_id.0);
+            }
+            _ => {}
+        }
+    }
+
+    /// Advances the client order id counter past the id a command used.
+    pub fn note_command(&mut self, command: &Command) {
+        let clid = match command {
+            Command::NewOrder(o) => o.client_order_id.0,
+            Command::Cancel(c) => c.client_order_id.0,
+            Command::Replace(r) => r.client_order_id.0,
+            Command::MassCancel(m) => m.client_order_id.0,
+            _ => 0,
+        };
+        self.next_client_id = self.next_client_id.max(clid.saturating_add(1));
+    }
+
+    /// Handles one line against the in-process engine and returns the text to print, or
+    /// `None` to quit.
     pub fn handle(&mut self, line: &str, ts_ns: u64) -> Option<String> {
         match self.parse(line) {
             Err(e) => Some(format!("error: {e}")),
             Ok(Line::Quit) => None,
             Ok(Line::Empty) => Some(String::new()),
             Ok(Line::Help) => Some(HELP.to_string()),
-            Ok(Line::Hash) => Some(format!(
-                "state_hash {:016x} after seq {}",
-                self.engine.state_hash(),
-                self.engine.last_seq()
-            )),
+            Ok(Line::Hash) => Some(match &self.engine {
+                Some(e) => format!(
+                    "state_hash {:016x} after seq {}",
+                    e.state_hash(),
+                    e.last_seq()
+                ),
+                None => "the exchange prints its state hash when it stops".to_string(),
+            }),
             Ok(Line::Instruments) => Some(self.instruments()),
             Ok(Line::Book(i)) => Some(self.render_book(i)),
             Ok(Line::Command(command)) => {
-                self.seq += 1;
-                let clid = match &command {
-                    Command::NewOrder(o) => o.client_order_id.0,
-                    Command::Cancel(c) => c.client_order_id.0,
-                    Command::Replace(r) => r.client_order_id.0,
-                    Command::MassCancel(m) => m.client_order_id.0,
-                    _ => 0,
+                self.note_command(&command);
+                let Some(engine) = self.engine.as_mut() else {
+                    return Some("error: no engine attached to this console".to_string());
                 };
-                self.next_client_id = self.next_client_id.max(clid.saturating_add(1));
+                self.seq += 1;
                 // Wall clocks can step backwards; the engine requires time not to, so the
                 // console holds time still rather than go back.
-                let ts_ns = ts_ns.max(self.engine.last_ts_ns());
+                let ts_ns = ts_ns.max(engine.last_ts_ns());
                 let cmd = SequencedCommand {
                     seq: self.seq,
                     ts_ns,
                     command,
                 };
-                self.engine.apply(&cmd, &mut self.sink);
+                engine.apply(&cmd, &mut self.sink);
                 let mut out = String::new();
                 for e in self.sink.take() {
+                    self.observe(&e);
                     let _ = writeln!(out, "{}", self.render_event(&e));
                 }
                 Some(out.trim_end().to_string())
@@ -97,13 +148,33 @@ impl Console {
         }
     }
 
+    /// Answers the lines that need no engine command (help, instruments, book, hash).
+    pub fn handle_local(&mut self, line: Line) -> Option<String> {
+        match line {
+            Line::Empty | Line::Quit | Line::Command(_) => None,
+            Line::Help => Some(HELP.to_string()),
+            Line::Instruments => Some(self.instruments()),
+            Line::Book(i) => Some(self.render_book(i)),
+            Line::Hash => Some(match &self.engine {
+                Some(e) => format!(
+                    "state_hash {:016x} after seq {}",
+                    e.state_hash(),
+                    e.last_seq()
+                ),
+                None => "the exchange prints its state hash when it stops".to_string(),
+            }),
+        }
+    }
+
     fn spec(&self, i: InstrumentId) -> &InstrumentSpec {
-        &self.engine.instruments()[i.0 as usize]
+        &self.specs[i.0 as usize]
     }
 
     fn symbol(&self, symbol: &str) -> Result<InstrumentId, String> {
-        self.engine
-            .instrument_by_symbol(symbol)
+        self.specs
+            .iter()
+            .position(|s| s.symbol == symbol)
+            .map(|i| InstrumentId(i as u32))
             .ok_or_else(|| format!("unknown symbol {symbol:?} (try `instruments`)"))
     }
 
@@ -169,11 +240,14 @@ impl Console {
                     return Err("usage: replace ORDER_ID PRICE QTY [acct=N]".into());
                 };
                 let order_id = OrderId(parse_u64(id, "order id")?);
-                let view = self
+                let instrument = self
                     .engine
-                    .order(order_id)
-                    .ok_or_else(|| format!("no live order {order_id}"))?;
-                let spec = self.spec(view.instrument);
+                    .as_ref()
+                    .and_then(|e| e.order(order_id))
+                    .map(|v| v.instrument)
+                    .or_else(|| self.order_instruments.get(&order_id.0).copied())
+                    .ok_or_else(|| format!("no live order {order_id} known to this console"))?;
+                let spec = self.spec(instrument);
                 Command::Replace(Replace {
                     order_id,
                     account,
@@ -227,30 +301,36 @@ impl Console {
 
     fn instruments(&self) -> String {
         let mut out = String::new();
-        for (i, s) in self.engine.instruments().iter().enumerate() {
-            let _ = writeln!(
+        for (i, s) in self.specs.iter().enumerate() {
+            let id = InstrumentId(i as u32);
+            let reference = self
+                .engine
+                .as_ref()
+                .and_then(|e| e.reference_price(id))
+                .unwrap_or(s.reference_price);
+            let _ = write!(
                 out,
-                "{i}: {} tick {} lot {} reference {} status {:?}",
+                "{i}: {} tick {} lot {} reference {}",
                 s.symbol,
                 px(s, s.tick_size),
                 qty(s, s.lot_size),
-                px(
-                    s,
-                    self.engine
-                        .reference_price(InstrumentId(i as u32))
-                        .unwrap_or_default()
-                ),
-                self.engine
-                    .status(InstrumentId(i as u32))
-                    .unwrap_or_default(),
+                px(s, reference),
             );
+            if let Some(status) = self.engine.as_ref().and_then(|e| e.status(id)) {
+                let _ = write!(out, " status {status:?}");
+            }
+            out.push('\n');
         }
         out.trim_end().to_string()
     }
 
     pub fn render_book(&self, i: InstrumentId) -> String {
         let spec = self.spec(i);
-        let Some(book) = self.engine.book(i) else {
+        let Some(engine) = &self.engine else {
+            return "the book is shown by the market-data tools; this console sends orders only"
+                .into();
+        };
+        let Some(book) = engine.book(i) else {
             return "no such instrument".into();
         };
         let mut out = format!("{} ({:?})\n", spec.symbol, book.status);
@@ -281,7 +361,7 @@ impl Console {
     }
 
     pub fn render_event(&self, e: &Event) -> String {
-        let s = |i: InstrumentId| &self.engine.instruments()[i.0 as usize];
+        let s = |i: InstrumentId| &self.specs[i.0 as usize];
         match e {
             Event::Accepted(a) => format!(
                 "accepted  order {} {} {:?} {:?} {} @ {} {:?}{} acct {} clid {}",
@@ -448,12 +528,12 @@ pub fn qty(spec: &InstrumentSpec, q: QtyLots) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferrox_engine::EngineConfig;
     use quickcheck::{QuickCheck, TestResult};
 
     fn console() -> Console {
-        let config = EngineConfig::from_toml_str(crate::DEFAULT_CONFIG).expect("default config");
-        let mut config = config;
+        let mut config = crate::exchange::parse_config(crate::DEFAULT_CONFIG, "default")
+            .expect("default config")
+            .engine;
         // A small pool keeps each quickcheck case cheap to build.
         config.limits = ferrox_engine::Limits {
             orders_max: 256,
@@ -466,7 +546,7 @@ mod tests {
     #[test]
     fn decimals_convert_exactly_or_not_at_all() {
         let c = console();
-        let btc = &c.engine.instruments()[3];
+        let btc = &c.specs[3];
         assert_eq!(to_ticks(btc, "90000.50"), Ok(PriceTicks(9_000_050)));
         assert!(to_ticks(btc, "90000.505").is_err());
         assert_eq!(to_lots(btc, "0.001"), Ok(QtyLots(10)));

@@ -4,14 +4,17 @@
 //! Today it runs the engine behind an operator console; the sequencer, gateway, market data and
 //! replay subcommands arrive with their issues.
 
+mod client;
 mod console;
+mod exchange;
 
 use clap::{Parser, Subcommand};
-use ferrox_engine::{Engine, EngineConfig};
+use ferrox_engine::Engine;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The configuration `ferrox run` uses when no --config is given.
 const DEFAULT_CONFIG: &str = include_str!("default.toml");
@@ -29,14 +32,41 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the exchange: the engine behind an operator console reading commands from stdin.
+    /// Run the exchange (sequencer, journal, engine) with an operator console on stdin.
     Run {
         /// A TOML configuration file; without it the embedded default is used.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Run the commands of this file (console syntax), print the events, and exit.
+        /// Run the console commands of this file against an in-process engine (no journal),
+        /// print the events, and exit.
         #[arg(long)]
         script: Option<PathBuf>,
+    },
+    /// Run the exchange headless (multi-process mode): producers attach to its rings.
+    Engine {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Send a seeded order flow through the rings of a running exchange, open loop.
+    Load {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Input ring / output consumer slot to use (0 is the console's).
+        #[arg(long, default_value_t = 1)]
+        producer: u32,
+        #[arg(long, default_value_t = 100_000)]
+        commands: u64,
+        /// Commands per second (planned send times are spaced evenly).
+        #[arg(long, default_value_t = 10_000)]
+        rate: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Write "producer_ref seq" for every acknowledged command to this file.
+        #[arg(long)]
+        acks: Option<PathBuf>,
+        /// Seconds to wait for the exchange to come up.
+        #[arg(long, default_value_t = 30)]
+        connect_timeout: u64,
     },
     /// Print the embedded default configuration.
     DefaultConfig,
@@ -44,7 +74,7 @@ enum Cmd {
     CheckConfig { file: PathBuf },
 }
 
-fn load_config(path: Option<&PathBuf>) -> Result<EngineConfig, String> {
+fn load_config(path: Option<&PathBuf>) -> Result<exchange::ExchangeConfig, String> {
     let text = match path {
         None => DEFAULT_CONFIG.to_string(),
         Some(p) => std::fs::read_to_string(p)
@@ -54,7 +84,7 @@ fn load_config(path: Option<&PathBuf>) -> Result<EngineConfig, String> {
         || "embedded default config".to_string(),
         |p| p.display().to_string(),
     );
-    EngineConfig::from_toml_str(&text).map_err(|e| format!("{name}: {e}"))
+    exchange::parse_config(&text, &name)
 }
 
 fn now_ns() -> u64 {
@@ -63,48 +93,23 @@ fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-fn run(config: Option<PathBuf>, script: Option<PathBuf>) -> Result<(), String> {
-    let config = load_config(config.as_ref())?;
-    let symbols: Vec<String> = config
-        .instruments
-        .iter()
-        .map(|i| i.symbol.clone())
-        .collect();
+/// `--script`: the console against an in-process engine, no journal.
+fn run_script(config: Option<PathBuf>, script: PathBuf) -> Result<(), String> {
+    let config = load_config(config.as_ref())?.engine;
     let engine = Engine::new(config).map_err(|e| e.to_string())?;
-    eprintln!(
-        "ferrox: engine ready with {} instruments ({}), {} MiB preallocated",
-        symbols.len(),
-        symbols.join(", "),
-        engine.memory_bytes() >> 20
-    );
     let mut console = console::Console::new(engine);
-    let input: Box<dyn BufRead> = match &script {
-        Some(p) => Box::new(std::io::BufReader::new(
-            std::fs::File::open(p)
-                .map_err(|e| format!("cannot open script {}: {e}", p.display()))?,
-        )),
-        None => Box::new(std::io::stdin().lock()),
-    };
-    let interactive = script.is_none() && std::io::stdin().is_terminal();
-    if interactive {
-        eprintln!("type `help` for the commands, `quit` to stop");
-    }
+    let input = std::io::BufReader::new(
+        std::fs::File::open(&script)
+            .map_err(|e| format!("cannot open script {}: {e}", script.display()))?,
+    );
     let mut out = std::io::stdout().lock();
-    let prompt = |out: &mut std::io::StdoutLock| {
-        if interactive {
-            let _ = write!(out, "ferrox> ");
-            let _ = out.flush();
-        }
-    };
-    prompt(&mut out);
     for line in input.lines() {
-        let line = line.map_err(|e| format!("reading input: {e}"))?;
-        if script.is_some() && !line.trim().is_empty() && !line.trim_start().starts_with('#') {
-            let _ = writeln!(out, "> {}", line.trim());
-        }
-        if line.trim_start().starts_with('#') {
+        let line = line.map_err(|e| format!("reading {}: {e}", script.display()))?;
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
+        let _ = writeln!(out, "> {trimmed}");
         match console.handle(&line, now_ns()) {
             None => break,
             Some(text) if text.is_empty() => {}
@@ -112,12 +117,89 @@ fn run(config: Option<PathBuf>, script: Option<PathBuf>) -> Result<(), String> {
                 let _ = writeln!(out, "{text}");
             }
         }
-        prompt(&mut out);
     }
+    if let Some(engine) = &console.engine {
+        eprintln!(
+            "ferrox: {} commands, state_hash {:016x}",
+            engine.commands_applied(),
+            engine.state_hash()
+        );
+    }
+    Ok(())
+}
+
+/// The exchange: recover, start the threads, serve until SIGTERM/SIGINT (or `quit` on the
+/// console), then shut down cleanly.
+fn serve(config: Option<PathBuf>, with_console: bool) -> Result<(), String> {
+    let config = load_config(config.as_ref())?;
+    let stop = exchange::install_signal_flag()?;
+    let running = exchange::start(&config, std::sync::Arc::clone(&stop))?;
+    let x = &config.exchange;
     eprintln!(
-        "ferrox: stopped after {} commands, state_hash {:016x}",
-        console.engine.commands_applied(),
-        console.engine.state_hash()
+        "ferrox: exchange running: {} instruments, journal in {} ({:?}), rings {}/{}-*.ring",
+        config.engine.instruments.len(),
+        x.data_dir.display(),
+        config.durability,
+        x.ring_dir.display(),
+        x.name
+    );
+    if with_console {
+        let interactive = std::io::stdin().is_terminal();
+        if interactive {
+            eprintln!("type `help` for the commands; `quit` or Ctrl-C stops the exchange");
+        }
+        let stop_console = std::sync::Arc::clone(&stop);
+        let engine_config = config.engine.clone();
+        let exchange_section = config.exchange.clone();
+        let durability = config.durability;
+        std::thread::Builder::new()
+            .name("ferrox-console".into())
+            .spawn(move || {
+                let cfg = exchange::ExchangeConfig {
+                    engine: engine_config,
+                    exchange: exchange_section,
+                    durability,
+                };
+                if let Err(e) = client::remote_console(&cfg, &stop_console, interactive) {
+                    eprintln!("ferrox: console: {e}");
+                }
+            })
+            .map_err(|e| e.to_string())?;
+    }
+    while !stop.load(Ordering::Relaxed) && !running.finished() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("ferrox: stopping: intake closed, draining rings, syncing the journal");
+    let stopped = running.shutdown()?;
+    println!(
+        "ferrox: stopped at seq {} state_hash {:016x}{}",
+        stopped.last_seq,
+        stopped.state_hash,
+        stopped
+            .snapshot
+            .map(|p| format!(", snapshot {}", p.display()))
+            .unwrap_or_default()
+    );
+    Ok(())
+}
+
+fn run_load(config: Option<PathBuf>, options: client::LoadOptions) -> Result<(), String> {
+    let config = load_config(config.as_ref())?;
+    let stop = exchange::install_signal_flag()?;
+    let report = client::load(&config, &options, &stop)?;
+    let h = &report.histogram;
+    println!(
+        "load: sent {} acknowledged {} in {:.2} s ({:.0}/s offered {}/s); ack latency from planned send: p50 {} ns p90 {} ns p99 {} ns p99.9 {} ns max {} ns",
+        report.sent,
+        report.acked,
+        report.elapsed.as_secs_f64(),
+        report.acked as f64 / report.elapsed.as_secs_f64().max(1e-9),
+        options.rate_per_s,
+        h.value_at_quantile(0.50),
+        h.value_at_quantile(0.90),
+        h.value_at_quantile(0.99),
+        h.value_at_quantile(0.999),
+        h.max()
     );
     Ok(())
 }
@@ -125,19 +207,33 @@ fn run(config: Option<PathBuf>, script: Option<PathBuf>) -> Result<(), String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Run { config, script } => run(config, script),
+        Cmd::Run { config, script: Some(script) } => run_script(config, script),
+        Cmd::Run { config, script: None } => serve(config, true),
+        Cmd::Engine { config } => serve(config, false),
+        Cmd::Load { config, producer, commands, rate, seed, acks, connect_timeout } => run_load(
+            config,
+            client::LoadOptions {
+                producer,
+                commands,
+                rate_per_s: rate,
+                seed,
+                acks,
+                connect_timeout: Duration::from_secs(connect_timeout),
+            },
+        ),
         Cmd::DefaultConfig => {
             print!("{DEFAULT_CONFIG}");
             Ok(())
         }
         Cmd::CheckConfig { file } => load_config(Some(&file)).map(|c| {
-            for (i, s) in c.instruments.iter().enumerate() {
+            for (i, s) in c.engine.instruments.iter().enumerate() {
                 println!(
                     "{i}: {} tick_size {} ticks, lot_size {} lots, reference {} ticks, band {:?}, qty_max {} lots, notional_max {}",
                     s.symbol, s.tick_size, s.lot_size, s.reference_price, s.price_band, s.qty_max, s.notional_max
                 );
             }
-            println!("limits: {:?}", c.limits);
+            println!("limits: {:?}", c.engine.limits);
+            println!("exchange: {:?}, durability {:?}", c.exchange, c.durability);
         }),
     };
     match result {

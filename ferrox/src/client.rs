@@ -1,0 +1,383 @@
+//! Producers on the rings: the remote console of `ferrox run` and the seeded load generator
+//! of `ferrox load` (multi-process mode, crash tests, pipeline latency).
+//!
+//! A producer owns input ring `k` (it creates the file) and reads the output ring as consumer
+//! `k`. It sends frames with strictly increasing `producer_ref`s and treats the END frame of a
+//! ref as its acknowledgement. If the exchange dies, the producer's ring fills and it sees
+//! back-pressure; the restarted sequencer attaches at the producer's current position, so
+//! frames that were never sequenced are dropped (never acknowledged), and nothing is
+//! sequenced twice.
+
+use ferrox_engine::{
+    AccountId, Cancel, ClientOrderId, Command, Event, InstrumentId, InstrumentSpec, NewOrder,
+    OrderId, OrderType, PriceTicks, QtyLots, Side, StpGroup, StpMode, TimeInForce,
+};
+use ferrox_sequencer::agents::{
+    input_ring_path, input_ring_spec, output_ring_path, output_ring_spec,
+};
+use ferrox_sequencer::frame::{self, Origin, OutputFrame, INPUT_SLOT_BYTES};
+use ferrox_sequencer::ring::{Consumer, PeerStatus, Producer, Start};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::exchange::ExchangeConfig;
+
+/// One producer's connection to the exchange's rings.
+pub struct RingClient {
+    pub producer: u32,
+    input: Producer,
+    output: Option<Consumer>,
+    output_path: PathBuf,
+    config_output_slots: usize,
+    config_consumers: usize,
+    next_ref: u64,
+}
+
+impl RingClient {
+    /// Creates input ring `producer` and waits (up to `timeout`) for the sequencer to attach.
+    pub fn connect(
+        config: &ExchangeConfig,
+        producer: u32,
+        timeout: Duration,
+    ) -> Result<RingClient, String> {
+        let x = &config.exchange;
+        if producer >= x.producers_max || producer as usize >= x.output_consumers_max {
+            return Err(format!(
+                "producer {producer} is outside producers_max {} / output_consumers_max {}",
+                x.producers_max, x.output_consumers_max
+            ));
+        }
+        let path = input_ring_path(&x.ring_dir, &x.name, producer);
+        let spec = input_ring_spec(x.input_ring_slots).map_err(|e| e.to_string())?;
+        let input = Producer::create(&path, spec)
+            .map_err(|e| format!("cannot create input ring {}: {e}", path.display()))?;
+        let mut client = RingClient {
+            producer,
+            input,
+            output: None,
+            output_path: output_ring_path(&x.ring_dir, &x.name),
+            config_output_slots: x.output_ring_slots,
+            config_consumers: x.output_consumers_max,
+            next_ref: 1,
+        };
+        let started = Instant::now();
+        while !client.connected() {
+            if started.elapsed() > timeout {
+                return Err(format!(
+                    "no exchange attached to {} within {:?} (is `ferrox engine` running with the same ring_dir and name?)",
+                    path.display(),
+                    timeout
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(client)
+    }
+
+    /// Whether the sequencer reads our ring and we read a live output ring; re-attaches the
+    /// output ring after an exchange restart.
+    pub fn connected(&mut self) -> bool {
+        let alive =
+            |c: &Consumer| matches!(c.producer_status(Duration::from_secs(5)), PeerStatus::Alive);
+        if self.output.as_ref().is_some_and(|c| !alive(c)) {
+            self.output = None;
+        }
+        if self.output.is_none() {
+            if let Ok(spec) = output_ring_spec(self.config_output_slots, self.config_consumers) {
+                self.output = Consumer::attach(
+                    &self.output_path,
+                    spec,
+                    self.producer as usize,
+                    Start::Producer,
+                )
+                .ok()
+                .filter(alive);
+            }
+        }
+        self.input.heartbeat();
+        self.output.is_some() && self.input.attached_consumers() > 0
+    }
+
+    /// Publishes `command`; returns its `producer_ref`, or `None` under back-pressure.
+    pub fn try_send(&mut self, command: &Command) -> Option<u64> {
+        let producer_ref = self.next_ref;
+        let mut slot = [0u8; INPUT_SLOT_BYTES];
+        frame::encode_input(
+            Origin {
+                producer: self.producer,
+                producer_ref,
+            },
+            command,
+            &mut slot,
+        );
+        self.input.try_publish(&slot).ok()?;
+        self.next_ref += 1;
+        Some(producer_ref)
+    }
+
+    /// Hands every available output frame meant for this producer to `f`.
+    pub fn poll(&mut self, mut f: impl FnMut(&OutputFrame)) -> usize {
+        let producer = self.producer;
+        let Some(output) = self.output.as_mut() else {
+            return 0;
+        };
+        let mut mine = 0;
+        let polled = output.poll(4096, |_, slot| {
+            if let Ok(frame) = frame::decode_output(slot) {
+                if frame.origin.producer == producer {
+                    mine += 1;
+                    f(&frame);
+                }
+            }
+        });
+        if polled.is_err() {
+            self.output = None;
+        }
+        mine
+    }
+}
+
+/// The remote console: reads lines, sends commands, prints this console's events.
+pub fn remote_console(
+    config: &ExchangeConfig,
+    stop: &AtomicBool,
+    interactive: bool,
+) -> Result<(), String> {
+    let mut client = RingClient::connect(config, 0, Duration::from_secs(10))?;
+    let mut console = crate::console::Console::remote(config.engine.instruments.clone());
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout();
+    let mut line = String::new();
+    loop {
+        if interactive {
+            let _ = write!(out, "ferrox> ");
+            let _ = out.flush();
+        }
+        line.clear();
+        match stdin.read_line(&mut line) {
+            Ok(0) | Err(_) => return Ok(()),
+            Ok(_) => {}
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        match console.parse(&line) {
+            Err(e) => {
+                let _ = writeln!(out, "error: {e}");
+            }
+            Ok(crate::console::Line::Quit) => {
+                stop.store(true, Ordering::Release);
+                return Ok(());
+            }
+            Ok(crate::console::Line::Command(command)) => {
+                console.note_command(&command);
+                let Some(producer_ref) = client.try_send(&command) else {
+                    let _ = writeln!(
+                        out,
+                        "error: the exchange is not keeping up (input ring full)"
+                    );
+                    continue;
+                };
+                let started = Instant::now();
+                let mut done = false;
+                while !done && started.elapsed() < Duration::from_secs(5) {
+                    client.poll(|f| {
+                        if let Some(e) = &f.event {
+                            console.observe(e);
+                            let _ = writeln!(out, "{}", console.render_event(e));
+                        } else if f.origin.producer_ref == producer_ref {
+                            done = true;
+                        }
+                    });
+                    if !done {
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                }
+                if !done {
+                    let _ = writeln!(out, "error: no acknowledgement within 5 s");
+                }
+            }
+            Ok(other) => {
+                // Help, instruments and the like need no exchange.
+                if let Some(text) = console.handle_local(other) {
+                    let _ = writeln!(out, "{text}");
+                }
+            }
+        }
+    }
+}
+
+/// Options of `ferrox load`.
+pub struct LoadOptions {
+    pub producer: u32,
+    pub commands: u64,
+    pub rate_per_s: u64,
+    pub seed: u64,
+    pub acks: Option<PathBuf>,
+    pub connect_timeout: Duration,
+}
+
+/// A small seeded order flow: limit orders around the reference price (some crossing), IOC
+/// orders, and cancels of this producer's live orders.
+struct Flow {
+    rng: u64,
+    specs: Vec<InstrumentSpec>,
+    live: Vec<(OrderId, AccountId)>,
+}
+
+impl Flow {
+    fn next_u64(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    fn command(&mut self, n: u64) -> Command {
+        if !self.live.is_empty() && self.below(10) < 3 {
+            let i = self.below(self.live.len() as u64) as usize;
+            let (order_id, account) = self.live.swap_remove(i);
+            return Command::Cancel(Cancel {
+                order_id,
+                account,
+                client_order_id: ClientOrderId(n),
+            });
+        }
+        let i = self.below(self.specs.len() as u64) as usize;
+        let spec = self.specs[i].clone();
+        let offset = self.below(21) as i64 - 10;
+        let price = PriceTicks(spec.reference_price.0 + offset * spec.tick_size.0);
+        let side = if self.below(2) == 0 {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
+        let ioc = self.below(10) == 0;
+        Command::NewOrder(NewOrder {
+            instrument: InstrumentId(i as u32),
+            account: AccountId(1 + self.below(8) as u32),
+            client_order_id: ClientOrderId(n),
+            side,
+            order_type: OrderType::Limit,
+            price,
+            qty: QtyLots(spec.lot_size.0 * (1 + self.below(10))),
+            tif: if ioc {
+                TimeInForce::Ioc
+            } else {
+                TimeInForce::Gtc
+            },
+            expire_ts_ns: 0,
+            post_only: false,
+            stp_mode: StpMode::CancelResting,
+            stp_group: StpGroup(0),
+        })
+    }
+}
+
+pub struct LoadReport {
+    pub sent: u64,
+    pub acked: u64,
+    pub histogram: hdrhistogram::Histogram<u64>,
+    pub elapsed: Duration,
+}
+
+/// Sends `commands` at `rate_per_s`, open loop: each command has a planned send time, and its
+/// latency is measured from that plan to its acknowledgement, so a stall shows up in the
+/// percentiles instead of slowing the sender down (no coordinated omission).
+pub fn load(
+    config: &ExchangeConfig,
+    options: &LoadOptions,
+    stop: &AtomicBool,
+) -> Result<LoadReport, String> {
+    let mut client = RingClient::connect(config, options.producer, options.connect_timeout)?;
+    let mut flow = Flow {
+        rng: options.seed.max(1),
+        specs: config.engine.instruments.clone(),
+        live: Vec::new(),
+    };
+    let mut acks = match &options.acks {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).map_err(|e| format!("cannot create {}: {e}", p.display()))?,
+        )),
+        None => None,
+    };
+    let mut histogram = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+        .map_err(|e| e.to_string())?;
+    // Planned send times by producer_ref, in a ring indexed by ref: refs are consecutive.
+    let window = 1 << 20;
+    let mut planned_ns = vec![0u64; window];
+    let interval_ns = 1_000_000_000 / options.rate_per_s.max(1);
+    let started = Instant::now();
+    let (mut sent, mut acked) = (0u64, 0u64);
+    let mut last_ack = Instant::now();
+    let mut pending: Option<Command> = None;
+    while !stop.load(Ordering::Relaxed) {
+        let now_ns = started.elapsed().as_nanos() as u64;
+        // Send everything whose planned time has come (at most half a window unacknowledged).
+        while sent < options.commands
+            && sent * interval_ns <= now_ns
+            && sent - acked < window as u64 / 2
+        {
+            let command = pending.take().unwrap_or_else(|| flow.command(sent + 1));
+            match client.try_send(&command) {
+                Some(r) => {
+                    planned_ns[(r as usize) % window] = sent * interval_ns;
+                    sent += 1;
+                }
+                None => {
+                    pending = Some(command);
+                    break;
+                }
+            }
+        }
+        let mut newly = 0;
+        client.poll(|f| match &f.event {
+            None => {
+                let planned = planned_ns[(f.origin.producer_ref as usize) % window];
+                let _ = histogram.record(now_ns.saturating_sub(planned).max(1));
+                if let Some(w) = acks.as_mut() {
+                    let _ = writeln!(w, "{} {}", f.origin.producer_ref, f.seq);
+                }
+                newly += 1;
+            }
+            Some(Event::Rested(r)) => {
+                if flow.live.len() >= 100_000 {
+                    flow.live.swap_remove(0);
+                }
+                flow.live.push((r.order_id, r.account));
+            }
+            Some(_) => {}
+        });
+        acked += newly;
+        if newly > 0 {
+            last_ack = Instant::now();
+        } else {
+            // Frames in flight when an exchange crashed are never acknowledged; once all are
+            // sent, a quiet second while connected means nothing more is coming.
+            let connected = client.connected();
+            if sent == options.commands
+                && (acked == sent || (connected && last_ack.elapsed() > Duration::from_secs(1)))
+            {
+                break;
+            }
+            if !connected {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    }
+    if let Some(mut w) = acks {
+        w.flush().map_err(|e| e.to_string())?;
+    }
+    Ok(LoadReport {
+        sent,
+        acked,
+        histogram,
+        elapsed: started.elapsed(),
+    })
+}

@@ -48,7 +48,11 @@ pub enum SnapshotError {
     #[error("snapshot was taken with other instruments (fingerprint {found:016x}, config {expected:016x})")]
     Instruments { expected: u64, found: u64 },
     #[error("invalid {field} at byte {offset}: {value}")]
-    Invalid { offset: usize, field: &'static str, value: u64 },
+    Invalid {
+        offset: usize,
+        field: &'static str,
+        value: u64,
+    },
     #[error("snapshot does not fit the configured limits: {0}")]
     Capacity(&'static str),
     #[error("snapshot has {0} trailing bytes")]
@@ -96,7 +100,10 @@ impl<'a> Reader<'a> {
     fn take<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], SnapshotError> {
         let end = self.at.checked_add(N).filter(|&e| e <= self.buf.len());
         let Some(end) = end else {
-            return Err(SnapshotError::Truncated { offset: self.at, field });
+            return Err(SnapshotError::Truncated {
+                offset: self.at,
+                field,
+            });
         };
         let mut out = [0u8; N];
         out.copy_from_slice(&self.buf[self.at..end]);
@@ -116,7 +123,11 @@ impl<'a> Reader<'a> {
         Ok(i64::from_le_bytes(self.take(f)?))
     }
     fn invalid(&self, field: &'static str, value: u64) -> SnapshotError {
-        SnapshotError::Invalid { offset: self.at, field, value }
+        SnapshotError::Invalid {
+            offset: self.at,
+            field,
+            value,
+        }
     }
 }
 
@@ -193,7 +204,10 @@ impl Engine {
         let fingerprint = r.u64("instruments fingerprint")?;
         let expected = instruments_fingerprint(&engine.specs);
         if fingerprint != expected {
-            return Err(SnapshotError::Instruments { expected, found: fingerprint });
+            return Err(SnapshotError::Instruments {
+                expected,
+                found: fingerprint,
+            });
         }
         let recorded_hash = r.u64("state_hash")?;
         for b in 0..engine.books.len() {
@@ -231,7 +245,10 @@ impl Engine {
         for _ in 0..gtd {
             let ts = r.u64("GTD expiry")?;
             let id = r.u64("GTD order id")?;
-            let live = engine.index.get(&engine.orders, id).map(|s| engine.orders[s as usize].tif);
+            let live = engine
+                .index
+                .get(&engine.orders, id)
+                .map(|s| engine.orders[s as usize].tif);
             if live != Some(TimeInForce::Gtd) || engine.gtd.len() >= engine.gtd_max as usize {
                 return Err(r.invalid("GTD order id", id));
             }
@@ -249,7 +266,10 @@ impl Engine {
         }
         let found = engine.state_hash();
         if found != recorded_hash {
-            return Err(SnapshotError::HashMismatch { expected: recorded_hash, found });
+            return Err(SnapshotError::HashMismatch {
+                expected: recorded_hash,
+                found,
+            });
         }
         Ok(engine)
     }
@@ -294,10 +314,14 @@ impl Engine {
         if own.find(SideBook::key(side, price)).is_err()
             && (own.is_full() || self.level_free == NIL)
         {
-            return Err(SnapshotError::Capacity("more levels than levels_max or levels_per_side_max"));
+            return Err(SnapshotError::Capacity(
+                "more levels than levels_max or levels_per_side_max",
+            ));
         }
         if tif == TimeInForce::Gtd && self.gtd_live >= self.gtd_max {
-            return Err(SnapshotError::Capacity("more GTD orders than gtd_orders_max"));
+            return Err(SnapshotError::Capacity(
+                "more GTD orders than gtd_orders_max",
+            ));
         }
         self.order_free = self.orders[slot as usize].next;
         self.orders_live += 1;

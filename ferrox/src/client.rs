@@ -316,6 +316,7 @@ pub fn load(
     let started = Instant::now();
     let (mut sent, mut acked) = (0u64, 0u64);
     let mut last_ack = Instant::now();
+    let mut was_connected = true;
     let mut pending: Option<Command> = None;
     while !stop.load(Ordering::Relaxed) {
         let now_ns = started.elapsed().as_nanos() as u64;
@@ -361,6 +362,14 @@ pub fn load(
             // Frames in flight when an exchange crashed are never acknowledged; once all are
             // sent, a quiet second while connected means nothing more is coming.
             let connected = client.connected();
+            if connected != was_connected {
+                if connected {
+                    eprintln!("load: exchange is back; sending resumes");
+                } else {
+                    eprintln!("load: exchange is gone (its process exited); waiting for a restart");
+                }
+                was_connected = connected;
+            }
             if sent == options.commands
                 && (acked == sent || (connected && last_ack.elapsed() > Duration::from_secs(1)))
             {

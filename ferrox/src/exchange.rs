@@ -156,7 +156,6 @@ pub struct Stopped {
 /// Handles to a running exchange.
 pub struct Running {
     /// Counters of the sequencer, for monitoring.
-    #[allow(dead_code)]
     pub stats: Arc<SequencerStats>,
     pub stop: Arc<AtomicBool>,
     threads: Vec<thread::JoinHandle<Result<(), String>>>,

@@ -166,8 +166,23 @@ fn serve(config: Option<PathBuf>, with_console: bool) -> Result<(), String> {
             })
             .map_err(|e| e.to_string())?;
     }
+    // Report producers as they come and go: a killed peer is detected by the sequencer (its
+    // process is gone and its ring is drained) and a restarted one is attached again.
+    let mut producers = 0u64;
     while !stop.load(Ordering::Relaxed) && !running.finished() {
         std::thread::sleep(Duration::from_millis(20));
+        let now = running.stats.producers_attached.load(Ordering::Acquire);
+        for k in 0..64 {
+            let bit = 1u64 << k;
+            if now & bit != producers & bit {
+                if now & bit != 0 {
+                    eprintln!("ferrox: producer {k} attached");
+                } else {
+                    eprintln!("ferrox: producer {k} gone (its process exited or closed its ring)");
+                }
+            }
+        }
+        producers = now;
     }
     eprintln!("ferrox: stopping: intake closed, draining rings, syncing the journal");
     let stopped = running.shutdown()?;

@@ -83,6 +83,8 @@ pub struct SequencerStats {
     pub durable_seq: AtomicU64,
     /// Highest seq published to the engine.
     pub published_seq: AtomicU64,
+    /// Bit `k` is set while producer `k`'s input ring is attached (producers 0..64).
+    pub producers_attached: AtomicU64,
 }
 
 struct Input {
@@ -207,12 +209,28 @@ impl<S: Storage> SequencerAgent<S> {
                     if input.path.exists() {
                         // A ring that is being created, or belongs to another layout, is
                         // retried at the next scan.
+                        // A ring left behind by a producer that exited is not attached:
+                        // nothing will ever arrive on it.
                         input.consumer =
-                            Consumer::attach(&input.path, self.spec, 0, Start::Producer).ok();
+                            Consumer::attach(&input.path, self.spec, 0, Start::Producer)
+                                .ok()
+                                .filter(|c| {
+                                    !matches!(
+                                        c.producer_status(Duration::from_secs(5)),
+                                        PeerStatus::Closed | PeerStatus::Exited { .. }
+                                    )
+                                });
                     }
                 }
             }
         }
+        let mask = self
+            .inputs
+            .iter()
+            .enumerate()
+            .filter(|(k, i)| *k < 64 && i.consumer.is_some())
+            .fold(0u64, |m, (k, _)| m | 1 << k);
+        self.stats.producers_attached.store(mask, Ordering::Release);
     }
 
     /// One round: gather a batch, journal it, make it as durable as the mode requires,

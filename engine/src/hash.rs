@@ -34,9 +34,9 @@ impl Engine {
             h.word(u64::from(book.status.as_u8()));
             h.word(book.last_trade as u64);
             for side in [Side::Buy, Side::Sell] {
-                let levels = &book.side(side).levels;
-                h.word(levels.len() as u64);
-                for &lvl in levels.iter().rev() {
+                let ladder = book.side(side);
+                h.word(ladder.len() as u64);
+                for (_, lvl) in ladder.iter() {
                     let level = &self.levels[lvl as usize];
                     h.word(level.price as u64);
                     h.word(level.qty_total);

@@ -18,6 +18,7 @@
 pub mod config;
 mod hash;
 mod index;
+mod ladder;
 pub mod snapshot;
 mod view;
 
@@ -34,6 +35,7 @@ pub use snapshot::SnapshotError;
 pub use view::{BookSnapshot, LevelSnapshot, OrderView};
 
 use index::OrderIndex;
+use ladder::SideBook;
 
 /// "No slot" in the intrusive links.
 const NIL: u32 = u32::MAX;
@@ -47,7 +49,7 @@ const STP_MASK: u8 = 0b1110;
 /// Its size is fixed at one cache line so that touching an order during matching or a cancel
 /// costs one line, and so that the pool's memory per order is predictable.
 #[derive(Clone, Copy, Debug)]
-#[repr(C)]
+#[repr(C, align(64))]
 pub(crate) struct Order {
     /// Order id, or 0 while the slot is free.
     pub(crate) id: u64,
@@ -103,7 +105,7 @@ impl Order {
 
 /// A price level: totals and the FIFO of its orders.
 #[derive(Clone, Copy, Debug)]
-#[repr(C)]
+#[repr(C, align(32))]
 pub(crate) struct Level {
     pub(crate) price: i64,
     pub(crate) qty_total: u64,
@@ -126,70 +128,6 @@ impl Level {
         count: 0,
         instrument: 0,
     };
-}
-
-/// One side of a book: levels sorted by key ascending, best last, so that removing the best
-/// level (the common case while matching) is a pop. The key is the price for bids and minus the
-/// price for asks, so "better" is "greater" on both sides.
-pub(crate) struct SideBook {
-    pub(crate) keys: Vec<i64>,
-    pub(crate) levels: Vec<u32>,
-    cap: usize,
-}
-
-impl SideBook {
-    fn new(cap: usize) -> Self {
-        SideBook {
-            keys: Vec::with_capacity(cap),
-            levels: Vec::with_capacity(cap),
-            cap,
-        }
-    }
-
-    #[inline(always)]
-    fn key(side: Side, price: i64) -> i64 {
-        match side {
-            Side::Buy => price,
-            // Prices are positive, so negation cannot overflow.
-            Side::Sell => price.saturating_neg(),
-        }
-    }
-
-    #[inline(always)]
-    fn is_full(&self) -> bool {
-        self.keys.len() >= self.cap
-    }
-
-    /// Position of `key`: searched from the best end first, because most activity is near
-    /// the top of the book.
-    #[inline]
-    fn find(&self, key: i64) -> Result<usize, usize> {
-        let n = self.keys.len();
-        // A short linear scan from the best level catches the common case cheaply.
-        let scan = n.min(4);
-        for k in 1..=scan {
-            let i = n - k;
-            let here = self.keys[i];
-            if here == key {
-                return Ok(i);
-            }
-            if here < key {
-                return Err(i + 1);
-            }
-        }
-        self.keys[..n - scan].binary_search(&key)
-    }
-
-    #[inline]
-    fn remove_at(&mut self, i: usize) {
-        if i + 1 == self.keys.len() {
-            self.keys.pop();
-            self.levels.pop();
-        } else {
-            self.keys.remove(i);
-            self.levels.remove(i);
-        }
-    }
 }
 
 pub(crate) struct Book {
@@ -292,9 +230,14 @@ impl Engine {
             .iter()
             .map(|spec| {
                 let cap = spec.levels_per_side_max as usize;
+                // The window spans up to 4096 ticks around the reference price: wide enough
+                // for the active part of any book, small enough to stay in cache.
+                let slots = cap.next_power_of_two().clamp(64, 4096);
+                let tick = spec.tick_size.0;
+                let reference = spec.reference_price.0;
                 let mut book = Book {
-                    bids: SideBook::new(cap),
-                    asks: SideBook::new(cap),
+                    bids: SideBook::new(cap, slots, tick, SideBook::key(Side::Buy, reference)),
+                    asks: SideBook::new(cap, slots, tick, SideBook::key(Side::Sell, reference)),
                     status: spec.status,
                     last_trade: 0,
                     band_lo: 0,
@@ -428,7 +371,7 @@ impl Engine {
             Rest::Cancel(CancelReason::SelfTradeAggressor)
         } else if is_market {
             let opposite = self.books[b].side(o.side.opposite());
-            Rest::Cancel(if opposite.keys.is_empty() {
+            Rest::Cancel(if opposite.is_empty() {
                 CancelReason::MarketNoLiquidity
             } else {
                 CancelReason::MarketPriceBand
@@ -519,7 +462,7 @@ impl Engine {
         if o.tif.rests() {
             let own = book.side(o.side);
             if (own.is_full() || self.level_free == NIL)
-                && own.find(SideBook::key(o.side, price)).is_err()
+                && own.get(SideBook::key(o.side, price)).is_none()
             {
                 return Err(RejectCode::LevelPoolFull);
             }
@@ -534,8 +477,8 @@ impl Engine {
     #[inline]
     fn crosses(&self, b: usize, side: Side, price: i64) -> bool {
         let opposite = side.opposite();
-        match self.books[b].side(opposite).keys.last() {
-            Some(&best) => best >= SideBook::key(opposite, price),
+        match self.books[b].side(opposite).best() {
+            Some((best, _)) => best >= SideBook::key(opposite, price),
             None => false,
         }
     }
@@ -545,11 +488,11 @@ impl Engine {
         let opposite = self.books[b].side(taker.side.opposite());
         let limit_key = SideBook::key(taker.side.opposite(), limit);
         let mut available: u64 = 0;
-        for i in (0..opposite.keys.len()).rev() {
-            if opposite.keys[i] < limit_key {
+        for (key, lvl) in opposite.iter() {
+            if key < limit_key {
                 break;
             }
-            let mut cur = self.levels[opposite.levels[i] as usize].head;
+            let mut cur = self.levels[lvl as usize].head;
             while cur != NIL {
                 let maker = &self.orders[cur as usize];
                 if is_self_trade(taker, maker) {
@@ -575,16 +518,11 @@ impl Engine {
         let limit_key = SideBook::key(opp, limit);
         let mut last_price = None;
         while taker.remaining > 0 {
-            let (lvl, level_price) = {
-                let side = self.books[b].side(opp);
-                match side.keys.last() {
-                    Some(&best) if best >= limit_key => {
-                        let lvl = side.levels[side.levels.len() - 1];
-                        (lvl, self.levels[lvl as usize].price)
-                    }
-                    _ => break,
-                }
+            let (key, lvl) = match self.books[b].side(opp).best() {
+                Some((key, lvl)) if key >= limit_key => (key, lvl),
+                _ => break,
             };
+            let level_price = self.levels[lvl as usize].price;
             let mut changed = false;
             let mut cur = self.levels[lvl as usize].head;
             while cur != NIL && taker.remaining > 0 && !taker.stp_stopped {
@@ -631,9 +569,7 @@ impl Engine {
                 self.emit_delta(lvl, opp, sink);
             }
             if self.levels[lvl as usize].count == 0 {
-                let side = self.books[b].side_mut(opp);
-                side.keys.pop();
-                side.levels.pop();
+                self.books[b].side_mut(opp).remove(key);
                 self.free_level(lvl);
             }
             if taker.stp_stopped {
@@ -747,9 +683,9 @@ impl Engine {
     fn rest_order<S: EventSink>(&mut self, b: usize, slot: u32, sink: &mut S) {
         let o = self.orders[slot as usize];
         let key = SideBook::key(o.side, o.price);
-        let lvl = match self.books[b].side(o.side).find(key) {
-            Ok(i) => self.books[b].side(o.side).levels[i],
-            Err(i) => {
+        let lvl = match self.books[b].side(o.side).get(key) {
+            Some(lvl) => lvl,
+            None => {
                 let lvl = self.level_free;
                 assert!(
                     lvl != NIL,
@@ -765,13 +701,7 @@ impl Engine {
                     count: 0,
                     instrument: b as u32,
                 };
-                let side = self.books[b].side_mut(o.side);
-                assert!(
-                    !side.is_full(),
-                    "Invariant: level capacity was checked before resting"
-                );
-                side.keys.insert(i, key);
-                side.levels.insert(i, lvl);
+                self.books[b].side_mut(o.side).insert(key, lvl);
                 lvl
             }
         };
@@ -856,11 +786,9 @@ impl Engine {
         if level.count != 0 {
             return;
         }
-        let book_side = self.books[b].side_mut(side);
-        let i = book_side
-            .find(SideBook::key(side, level.price))
-            .expect("Invariant: a live level is listed in its side");
-        book_side.remove_at(i);
+        self.books[b]
+            .side_mut(side)
+            .remove(SideBook::key(side, level.price));
         self.free_level(lvl);
     }
 
@@ -1068,7 +996,7 @@ impl Engine {
             let frees_old = self.levels[o.level as usize].count == 1;
             if !frees_old
                 && (own.is_full() || self.level_free == NIL)
-                && own.find(SideBook::key(o.side, r.price.0)).is_err()
+                && own.get(SideBook::key(o.side, r.price.0)).is_none()
             {
                 return Err(RejectCode::LevelPoolFull);
             }
@@ -1128,10 +1056,10 @@ impl Engine {
     ) -> u32 {
         let mut count = 0;
         for side in [Side::Buy, Side::Sell] {
-            let mut i = self.books[b].side(side).keys.len();
-            while i > 0 {
-                i -= 1;
-                let lvl = self.books[b].side(side).levels[i];
+            let mut next = self.books[b].side(side).best();
+            while let Some((key, lvl)) = next {
+                // The next level is found before this one may disappear.
+                next = self.books[b].side(side).next_below(key);
                 let mut changed = false;
                 let mut cur = self.levels[lvl as usize].head;
                 while cur != NIL {
@@ -1163,7 +1091,7 @@ impl Engine {
                     self.emit_delta(lvl, side, sink);
                 }
                 if self.levels[lvl as usize].count == 0 {
-                    self.books[b].side_mut(side).remove_at(i);
+                    self.books[b].side_mut(side).remove(key);
                     self.free_level(lvl);
                 }
             }
@@ -1257,7 +1185,7 @@ impl Engine {
 
     fn best(&self, instrument: InstrumentId, side: Side) -> Option<(PriceTicks, QtyLots)> {
         let book = self.books.get(instrument.0 as usize)?;
-        let lvl = *book.side(side).levels.last()?;
+        let (_, lvl) = book.side(side).best()?;
         let level = &self.levels[lvl as usize];
         Some((PriceTicks(level.price), QtyLots(level.qty_total)))
     }
@@ -1268,10 +1196,7 @@ impl Engine {
         let sides: usize = self
             .books
             .iter()
-            .map(|b| {
-                (b.bids.keys.capacity() + b.asks.keys.capacity()) * size_of::<i64>()
-                    + (b.bids.levels.capacity() + b.asks.levels.capacity()) * size_of::<u32>()
-            })
+            .map(|b| b.bids.bytes() + b.asks.bytes())
             .sum();
         self.orders.capacity() * size_of::<Order>()
             + self.levels.capacity() * size_of::<Level>()
@@ -1293,7 +1218,8 @@ fn is_self_trade(taker: &Taker, maker: &Order) -> bool {
 fn check_qty(spec: &InstrumentSpec, qty: u64) -> Result<(), RejectCode> {
     if qty == 0 {
         Err(RejectCode::QtyZero)
-    } else if qty % spec.lot_size.0 != 0 {
+    } else if spec.lot_size.0 != 1 && qty % spec.lot_size.0 != 0 {
+        // The test for 1 skips a division on the most common configuration.
         Err(RejectCode::QtyOffLot)
     } else if qty > spec.qty_max.0 {
         Err(RejectCode::QtyAboveMax)
@@ -1306,7 +1232,7 @@ fn check_qty(spec: &InstrumentSpec, qty: u64) -> Result<(), RejectCode> {
 fn check_price(spec: &InstrumentSpec, price: i64) -> Result<(), RejectCode> {
     if price <= 0 {
         Err(RejectCode::PriceNotPositive)
-    } else if price % spec.tick_size.0 != 0 {
+    } else if spec.tick_size.0 != 1 && price % spec.tick_size.0 != 0 {
         Err(RejectCode::PriceOffTick)
     } else {
         Ok(())

@@ -152,9 +152,9 @@ impl Engine {
             out.push(book.status.as_u8());
             out.extend_from_slice(&book.last_trade.to_le_bytes());
             for side in [Side::Buy, Side::Sell] {
-                let levels = &book.side(side).levels;
-                out.extend_from_slice(&(levels.len() as u32).to_le_bytes());
-                for &lvl in levels.iter().rev() {
+                let ladder = book.side(side);
+                out.extend_from_slice(&(ladder.len() as u32).to_le_bytes());
+                for (_, lvl) in ladder.iter() {
                     let level = &self.levels[lvl as usize];
                     out.extend_from_slice(&level.price.to_le_bytes());
                     out.extend_from_slice(&level.count.to_le_bytes());
@@ -227,7 +227,8 @@ impl Engine {
                     let price = r.i64("level price")?;
                     let key = SideBook::key(side, price);
                     // Levels arrive best first, so keys strictly decrease.
-                    if price <= 0 || key >= previous_key {
+                    if price <= 0 || key >= previous_key || price % engine.specs[b].tick_size.0 != 0
+                    {
                         return Err(r.invalid("level price", price as u64));
                     }
                     previous_key = key;
@@ -311,7 +312,7 @@ impl Engine {
         }
         let book = &self.books[b];
         let own = book.side(side);
-        if own.find(SideBook::key(side, price)).is_err()
+        if own.get(SideBook::key(side, price)).is_none()
             && (own.is_full() || self.level_free == NIL)
         {
             return Err(SnapshotError::Capacity(

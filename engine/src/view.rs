@@ -74,10 +74,8 @@ impl Engine {
             return Vec::new();
         };
         book.side(side)
-            .levels
             .iter()
-            .rev()
-            .map(|&lvl| {
+            .map(|(_, lvl)| {
                 let level = &self.levels[lvl as usize];
                 let mut orders = Vec::with_capacity(level.count as usize);
                 let mut cur = level.head;

@@ -217,7 +217,7 @@ pub fn start(config: &ExchangeConfig, stop: Arc<AtomicBool>) -> Result<Running, 
         .map_err(|e| format!("cannot create ring {}: {e}", output_path.display()))?;
 
     let stats = Arc::new(SequencerStats::default());
-    let mut sequencer = SequencerAgent::new(
+    let sequencer = SequencerAgent::new(
         &x.ring_dir,
         &x.name,
         x.producers_max,
@@ -255,6 +255,15 @@ pub fn start(config: &ExchangeConfig, stop: Arc<AtomicBool>) -> Result<Running, 
     let sequencer_done = Arc::new(AtomicBool::new(false));
 
     let mut threads = Vec::new();
+    // In async mode the interval fdatasync runs on a thread of its own, so that the sequencer
+    // never waits for the disk.
+    let (mut sequencer, background) = match config.durability {
+        Durability::Async { .. } => {
+            let (s, bg) = sequencer.with_background_sync();
+            (s, Some(bg))
+        }
+        Durability::Sync => (sequencer, None),
+    };
     {
         let stop = Arc::clone(&stop);
         let done = Arc::clone(&sequencer_done);
@@ -266,6 +275,17 @@ pub fn start(config: &ExchangeConfig, stop: Arc<AtomicBool>) -> Result<Running, 
                     done.store(true, Ordering::Release);
                     result
                 })
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    // Pushed after the sequencer: `Running` expects the sequencer's thread first.
+    if let (Some(bg), Durability::Async { sync_interval }) = (background, config.durability) {
+        let stats = Arc::clone(&stats);
+        let done = Arc::clone(&sequencer_done);
+        threads.push(
+            thread::Builder::new()
+                .name("ferrox-journal-sync".into())
+                .spawn(move || bg.run(&stats, sync_interval, &done))
                 .map_err(|e| e.to_string())?,
         );
     }

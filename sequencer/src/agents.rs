@@ -71,6 +71,74 @@ pub enum SequencerError {
     /// The journal failed; the process must stop (see the journal's fsync notes).
     #[error("journal: {0}")]
     Journal(#[from] JournalError),
+    /// The background `fdatasync` of async mode failed; the process must stop.
+    #[error("journal sync failed in the background: {0}")]
+    BackgroundSync(String),
+}
+
+/// Async mode's interval sync, run on a thread of its own so that the sequencer never waits
+/// for `fdatasync`. The sequencer publishes what it has written (`flushed_seq`, after the
+/// active segment's path at a rollover); the syncer syncs that segment through its own file
+/// handle, which covers every write made through any handle of the file, then publishes the
+/// durable seq. A full segment is synced by the journal itself before it rolls over, so
+/// syncing the active segment is enough.
+#[derive(Debug, Default)]
+pub struct BackgroundSync {
+    segment: std::sync::Mutex<PathBuf>,
+    flushed_seq: AtomicU64,
+    /// Set on failure, so that the sequencer's check is one load; the text is in `failure`.
+    failed: std::sync::atomic::AtomicBool,
+    failure: std::sync::Mutex<Option<String>>,
+}
+
+impl BackgroundSync {
+    /// Syncs every `interval` until `stop`, then once more. Returns the error that stopped it.
+    pub fn run(
+        &self,
+        stats: &SequencerStats,
+        interval: Duration,
+        stop: &std::sync::atomic::AtomicBool,
+    ) -> Result<(), String> {
+        let mut file: Option<(PathBuf, std::fs::File)> = None;
+        loop {
+            let stopping = stop.load(Ordering::Acquire);
+            // The seq first, then the path: the path is then at least as new as the segment
+            // holding that seq.
+            let seq = self.flushed_seq.load(Ordering::Acquire);
+            let path = self
+                .segment
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if seq > stats.durable_seq.load(Ordering::Acquire) && !path.as_os_str().is_empty() {
+                if file.as_ref().is_none_or(|(p, _)| *p != path) {
+                    let f = std::fs::File::open(&path)
+                        .map_err(|e| format!("opening {}: {e}", path.display()));
+                    match f {
+                        Ok(f) => file = Some((path.clone(), f)),
+                        Err(e) => return Err(self.fail(e)),
+                    }
+                }
+                if let Some((p, f)) = &file {
+                    if let Err(e) = f.sync_data() {
+                        return Err(self.fail(format!("fdatasync {}: {e}", p.display())));
+                    }
+                }
+                stats.syncs.fetch_add(1, Ordering::Relaxed);
+                stats.durable_seq.fetch_max(seq, Ordering::AcqRel);
+            }
+            if stopping {
+                return Ok(());
+            }
+            std::thread::sleep(interval);
+        }
+    }
+
+    fn fail(&self, message: String) -> String {
+        *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(message.clone());
+        self.failed.store(true, Ordering::Release);
+        message
+    }
 }
 
 /// Counters a monitoring thread may read.
@@ -108,6 +176,9 @@ pub struct SequencerAgent<S: Storage> {
     round_robin: usize,
     clock_ns: fn() -> u64,
     stats: Arc<SequencerStats>,
+    background: Option<Arc<BackgroundSync>>,
+    /// The active segment the background syncer was last told about.
+    announced_segment: PathBuf,
 }
 
 /// Wall-clock nanoseconds since the Unix epoch: the exchange's time.
@@ -170,7 +241,28 @@ impl<S: Storage> SequencerAgent<S> {
             round_robin: 0,
             clock_ns: realtime_ns,
             stats,
+            background: None,
+            announced_segment: PathBuf::new(),
         }
+    }
+
+    /// In async mode, hands the interval sync to a [`BackgroundSync`] run by another thread.
+    pub fn with_background_sync(mut self) -> (Self, Arc<BackgroundSync>) {
+        let shared = Arc::new(BackgroundSync::default());
+        self.background = Some(Arc::clone(&shared));
+        self.announce_written();
+        (self, shared)
+    }
+
+    fn announce_written(&mut self) {
+        let Some(bg) = &self.background else { return };
+        let active = self.journal.active_segment_path();
+        if active != self.announced_segment {
+            self.announced_segment = active.to_path_buf();
+            *bg.segment.lock().unwrap_or_else(|e| e.into_inner()) = self.announced_segment.clone();
+        }
+        bg.flushed_seq
+            .store(self.journal.written_seq(), Ordering::Release);
     }
 
     /// Replaces the clock (for tests that need reproducible timestamps).
@@ -308,11 +400,19 @@ impl<S: Storage> SequencerAgent<S> {
                         .store(synced.durable_seq, Ordering::Release);
                     self.last_sync_ns = now_ns;
                 }
-                Durability::Async { .. } => self.journal.flush()?,
+                Durability::Async { .. } => {
+                    self.journal.flush()?;
+                    self.announce_written();
+                }
             }
             self.publish_staged();
         }
-        if let Durability::Async { sync_interval } = self.durability {
+        if let Some(bg) = &self.background {
+            if bg.failed.load(Ordering::Acquire) {
+                let e = bg.failure.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                return Err(SequencerError::BackgroundSync(e.unwrap_or_default()));
+            }
+        } else if let Durability::Async { sync_interval } = self.durability {
             let due = now_ns.saturating_sub(self.last_sync_ns) >= duration_ns(sync_interval);
             if due && self.journal.durable_seq() < self.journal.written_seq() {
                 let synced = self.journal.sync()?;

@@ -26,6 +26,7 @@ use ferrox_engine::{Engine, EngineConfig, NullSink, SequencedCommand, SnapshotEr
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 const MAGIC: &[u8; 8] = b"FXSNAPF1";
@@ -91,7 +92,14 @@ pub fn list_snapshots(dir: &Path) -> Result<Vec<(u64, PathBuf)>, RecoveryError> 
 pub fn write_snapshot_file(dir: &Path, seq: u64, bytes: &[u8]) -> Result<PathBuf, RecoveryError> {
     fs::create_dir_all(dir).map_err(io(dir))?;
     let path = snapshot_path(dir, seq);
-    let tmp = path.with_extension("fxs.tmp");
+    // Two writers may snapshot the same seq (the periodic one and the one at shutdown); their
+    // bytes are identical, so each writes its own temporary file and the last rename wins.
+    static WRITER: AtomicU64 = AtomicU64::new(0);
+    let tmp = path.with_extension(format!(
+        "fxs.{}-{}.tmp",
+        std::process::id(),
+        WRITER.fetch_add(1, Ordering::Relaxed)
+    ));
     let mut header = [0u8; HEADER_BYTES];
     header[0..8].copy_from_slice(MAGIC);
     header[8..16].copy_from_slice(&seq.to_le_bytes());

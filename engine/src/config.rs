@@ -60,6 +60,10 @@ pub struct InstrumentSpec {
     /// Maximum price times quantity, in ticks times lots.
     pub notional_max: u128,
     pub levels_per_side_max: u32,
+    /// Ticks covered by each side's direct-mapped price window (rounded up to a power of two,
+    /// 64 to 65,536): levels inside it are found, added and removed in O(1); levels outside
+    /// it take a sorted overflow. 4 bytes per tick per side.
+    pub ladder_window_ticks: u32,
     pub status: InstrumentStatus,
 }
 
@@ -77,6 +81,7 @@ impl InstrumentSpec {
             qty_max: QtyLots(1_000_000_000),
             notional_max: u128::MAX,
             levels_per_side_max: 4096,
+            ladder_window_ticks: DEFAULT_LADDER_WINDOW_TICKS,
             status: InstrumentStatus::Open,
         }
     }
@@ -109,6 +114,9 @@ pub enum ConfigError {
     #[error("instrument symbol {0:?} is configured twice")]
     DuplicateSymbol(String),
 }
+
+/// The default span of a side's direct-mapped price window, in ticks.
+pub const DEFAULT_LADDER_WINDOW_TICKS: u32 = 2048;
 
 /// Order slot indices are `u32` with one value reserved as "none"; levels likewise.
 const SLOTS_MAX: u64 = (u32::MAX as u64) / 2;
@@ -186,6 +194,11 @@ impl EngineConfig {
             if spec.levels_per_side_max == 0 || u64::from(spec.levels_per_side_max) > SLOTS_MAX {
                 return Err(bad("levels_per_side_max must be positive".into()));
             }
+            if !(64..=65_536).contains(&spec.ladder_window_ticks) {
+                return Err(bad(
+                    "ladder_window_ticks must be between 64 and 65536".into()
+                ));
+            }
         }
         Ok(())
     }
@@ -230,6 +243,8 @@ pub struct InstrumentFile {
     pub notional_max: Decimal,
     #[serde(default = "default_levels_per_side")]
     pub levels_per_side_max: u32,
+    #[serde(default = "default_ladder_window_ticks")]
+    pub ladder_window_ticks: u32,
     #[serde(default)]
     pub halted: bool,
 }
@@ -240,6 +255,10 @@ fn one() -> Decimal {
 
 fn default_levels_per_side() -> u32 {
     4096
+}
+
+fn default_ladder_window_ticks() -> u32 {
+    DEFAULT_LADDER_WINDOW_TICKS
 }
 
 /// Converts `value` to an integer count of 10^-decimals units, refusing anything that is not
@@ -313,6 +332,7 @@ impl ConfigFile {
                 qty_max: QtyLots(qty("qty_max", f.qty_max)?),
                 notional_max,
                 levels_per_side_max: f.levels_per_side_max,
+                ladder_window_ticks: f.ladder_window_ticks,
                 status: if f.halted {
                     InstrumentStatus::Halted
                 } else {

@@ -230,9 +230,7 @@ impl Engine {
             .iter()
             .map(|spec| {
                 let cap = spec.levels_per_side_max as usize;
-                // The window spans up to 4096 ticks around the reference price: wide enough
-                // for the active part of any book, small enough to stay in cache.
-                let slots = cap.next_power_of_two().clamp(64, 4096);
+                let slots = (spec.ladder_window_ticks as usize).next_power_of_two();
                 let tick = spec.tick_size.0;
                 let reference = spec.reference_price.0;
                 let mut book = Book {

@@ -130,7 +130,13 @@ impl BackgroundSync {
             if stopping {
                 return Ok(());
             }
-            std::thread::sleep(interval);
+            // Sleep the interval in short steps so that a stop is noticed promptly.
+            let mut slept = Duration::ZERO;
+            while slept < interval && !stop.load(Ordering::Acquire) {
+                let step = (interval - slept).min(Duration::from_millis(5));
+                std::thread::sleep(step);
+                slept += step;
+            }
         }
     }
 

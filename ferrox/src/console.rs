@@ -23,7 +23,7 @@ commands (one per line; PRICE and QTY are decimals in the instrument's units):
   replace ORDER_ID PRICE QTY [acct=N] [id=N]                      (QTY: new total quantity)
   mass [SYMBOL|*] [acct=N]                                        (mass cancel)
   halt SYMBOL | resume SYMBOL | eod | tick
-  book SYMBOL | hash | instruments | help | quit
+  instruments | help | quit; book SYMBOL and hash in `run --script` mode (market data shows books)
 account defaults to 1.";
 
 /// What a console line asks for.

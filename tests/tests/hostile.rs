@@ -9,21 +9,15 @@ use ferrox_engine::{
     TimeInForce, VecSink,
 };
 
-/// xorshift64*: a tiny seeded generator, so that failures reproduce from the printed seed.
-struct Rng(u64);
+use ferrox_tests::Rng;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
+/// Draws for hostile values, on top of the shared generator.
+trait Wild {
+    fn wild_u64(&mut self) -> u64;
+    fn wild_i64(&mut self) -> i64;
+}
 
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
+impl Wild for Rng {
     /// Mostly extreme values, sometimes small ones, so that both overflow edges and the
     /// interesting middle are hit.
     fn wild_u64(&mut self) -> u64 {

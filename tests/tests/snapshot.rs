@@ -9,19 +9,7 @@ use ferrox_engine::{
     TimeInForce, VecSink,
 };
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use ferrox_tests::Rng;
 
 fn config() -> EngineConfig {
     let mut b = InstrumentSpec::simple("B", 1_000);

@@ -27,7 +27,7 @@ impl Wild for Rng {
             2 => u64::MAX / 2 + self.below(3),
             3 => self.below(1_000),
             4 => 1 << self.below(64),
-            _ => self.next(),
+            _ => self.next_u64(),
         }
     }
 
@@ -37,7 +37,7 @@ impl Wild for Rng {
             1 => i64::MAX,
             2 => 9_900 + self.below(200) as i64,
             3 => -(self.below(1_000) as i64),
-            _ => self.next() as i64,
+            _ => self.next_u64() as i64,
         }
     }
 }
@@ -64,21 +64,21 @@ fn wild_command(rng: &mut Rng, seq: u64) -> Command {
     let order_id = if rng.below(2) == 0 {
         OrderId(rng.below(seq + 1))
     } else {
-        OrderId(rng.next())
+        OrderId(rng.next_u64())
     };
     match rng.below(8) {
         0..=3 => Command::NewOrder(NewOrder {
             instrument: InstrumentId(if rng.below(4) == 0 {
-                rng.next() as u32
+                rng.next_u64() as u32
             } else {
                 rng.below(2) as u32
             }),
             account: AccountId(if rng.below(2) == 0 {
                 rng.below(3) as u32
             } else {
-                rng.next() as u32
+                rng.next_u64() as u32
             }),
-            client_order_id: ClientOrderId(rng.next()),
+            client_order_id: ClientOrderId(rng.next_u64()),
             side: if rng.below(2) == 0 {
                 Side::Buy
             } else {
@@ -106,18 +106,18 @@ fn wild_command(rng: &mut Rng, seq: u64) -> Command {
             stp_group: StpGroup(if rng.below(2) == 0 {
                 0
             } else {
-                rng.next() as u32
+                rng.next_u64() as u32
             }),
         }),
         4 => Command::Cancel(Cancel {
             order_id,
             account: AccountId(rng.below(3) as u32),
-            client_order_id: ClientOrderId(rng.next()),
+            client_order_id: ClientOrderId(rng.next_u64()),
         }),
         5 => Command::Replace(Replace {
             order_id,
             account: AccountId(rng.below(3) as u32),
-            client_order_id: ClientOrderId(rng.next()),
+            client_order_id: ClientOrderId(rng.next_u64()),
             price: PriceTicks(rng.wild_i64()),
             qty: QtyLots(rng.wild_u64()),
         }),
@@ -125,14 +125,14 @@ fn wild_command(rng: &mut Rng, seq: u64) -> Command {
             instrument: match rng.below(3) {
                 0 => None,
                 1 => Some(InstrumentId(rng.below(2) as u32)),
-                _ => Some(InstrumentId(rng.next() as u32)),
+                _ => Some(InstrumentId(rng.next_u64() as u32)),
             },
             account: if rng.below(2) == 0 {
                 None
             } else {
                 Some(AccountId(rng.below(3) as u32))
             },
-            client_order_id: ClientOrderId(rng.next()),
+            client_order_id: ClientOrderId(rng.next_u64()),
         }),
         _ => match rng.below(4) {
             0 => Command::EndOfDay,

@@ -140,10 +140,46 @@ impl RingClient {
 }
 
 /// The remote console: reads lines, sends commands, prints this console's events.
+/// Operator commands for the FIX gateway: `kill ACCOUNT`, `unkill ACCOUNT`, `logout COMPID`.
+/// Returns `None` for any other line.
+fn gateway_command(
+    line: &str,
+    operator: Option<&crossbeam_channel::Sender<ferrox_gateway::server::Operator>>,
+) -> Option<String> {
+    use ferrox_gateway::server::Operator;
+    let mut words = line.split_whitespace();
+    let verb = words.next()?;
+    let arg = words.next();
+    let op = match (verb, arg) {
+        ("kill" | "unkill", Some(a)) => match a.parse::<u32>() {
+            Ok(account) => Operator::KillSwitch {
+                account,
+                on: verb == "kill",
+            },
+            Err(_) => return Some(format!("error: {verb} needs an account number, not {a:?}")),
+        },
+        ("logout", Some(comp_id)) => Operator::Logout {
+            comp_id: comp_id.to_string(),
+        },
+        ("kill" | "unkill" | "logout", None) => {
+            return Some(format!("error: {verb} needs an argument"))
+        }
+        _ => return None,
+    };
+    let Some(tx) = operator else {
+        return Some("error: no FIX gateway runs in this exchange".to_string());
+    };
+    Some(match tx.try_send(op) {
+        Ok(()) => format!("sent to the gateway: {}", line.trim()),
+        Err(_) => "error: the gateway is not taking operator commands".to_string(),
+    })
+}
+
 pub fn remote_console(
     config: &ExchangeConfig,
     stop: &AtomicBool,
     interactive: bool,
+    operator: Option<&crossbeam_channel::Sender<ferrox_gateway::server::Operator>>,
 ) -> Result<(), String> {
     let mut client = RingClient::connect(config, 0, Duration::from_secs(10))?;
     let mut console = crate::console::Console::remote(config.engine.instruments.clone());
@@ -162,6 +198,10 @@ pub fn remote_console(
         }
         if stop.load(Ordering::Relaxed) {
             return Ok(());
+        }
+        if let Some(reply) = gateway_command(&line, operator) {
+            let _ = writeln!(out, "{reply}");
+            continue;
         }
         match console.parse(&line) {
             Err(e) => {

@@ -13,6 +13,9 @@ use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
 use ferrox_engine::config::ConfigFile;
 use ferrox_engine::config::{InstrumentFile, Limits};
 use ferrox_engine::EngineConfig;
+use ferrox_gateway::config::GatewayFile;
+use ferrox_gateway::server::{GatewayAgent, Operator};
+use ferrox_gateway::venue::RingVenue;
 use ferrox_sequencer::agents::{
     engine_ring_path, engine_ring_spec, input_ring_spec, output_ring_path, output_ring_spec,
     Durability, EngineAgent, SequencerAgent, SequencerStats,
@@ -36,6 +39,9 @@ pub struct ExchangeFile {
     pub instruments: Vec<InstrumentFile>,
     #[serde(default)]
     pub exchange: ExchangeSection,
+    /// The FIX gateway; absent means no gateway.
+    #[serde(default)]
+    pub gateway: Option<GatewayFile>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -90,6 +96,7 @@ pub struct ExchangeConfig {
     pub engine: EngineConfig,
     pub exchange: ExchangeSection,
     pub durability: Durability,
+    pub gateway: Option<GatewayFile>,
 }
 
 pub fn parse_config(text: &str, name: &str) -> Result<ExchangeConfig, String> {
@@ -102,6 +109,17 @@ pub fn parse_config(text: &str, name: &str) -> Result<ExchangeConfig, String> {
     .engine_config()
     .map_err(|e| format!("{name}: {e}"))?;
     let x = file.exchange;
+    if let Some(g) = &file.gateway {
+        g.expand_sessions().map_err(|e| format!("{name}: {e}"))?;
+        if g.producer == 0
+            || g.producer >= x.producers_max
+            || g.producer as usize >= x.output_consumers_max
+        {
+            return Err(format!(
+                "{name}: gateway.producer must be between 1 and producers_max - 1 (0 is the console)"
+            ));
+        }
+    }
     let durability = match x.durability.as_str() {
         "sync" => Durability::Sync,
         "async" => Durability::Async {
@@ -133,6 +151,7 @@ pub fn parse_config(text: &str, name: &str) -> Result<ExchangeConfig, String> {
         engine,
         exchange: x,
         durability,
+        gateway: file.gateway,
     })
 }
 
@@ -160,6 +179,10 @@ pub struct Running {
     pub stop: Arc<AtomicBool>,
     threads: Vec<thread::JoinHandle<Result<(), String>>>,
     engine_thread: Option<thread::JoinHandle<Result<Stopped, String>>>,
+    /// Operator commands for the gateway (kill switch, logout), if it runs.
+    pub gateway_operator: Option<Sender<Operator>>,
+    /// The address the gateway listens on, if it runs.
+    pub gateway_addr: Option<std::net::SocketAddr>,
 }
 
 fn describe_journal_error(e: JournalError, dir: &Path) -> String {
@@ -347,12 +370,93 @@ pub fn start(config: &ExchangeConfig, stop: Arc<AtomicBool>) -> Result<Running, 
             })
         })
         .map_err(|e| e.to_string())?;
+    let (gateway_operator, gateway_addr) = match &config.gateway {
+        Some(g) if g.enabled => {
+            let (tx, addr, handle) = start_gateway(config, g, Arc::clone(&stop))?;
+            threads.push(handle);
+            (Some(tx), Some(addr))
+        }
+        _ => (None, None),
+    };
     Ok(Running {
         stats,
         stop,
         threads,
         engine_thread: Some(engine_thread),
+        gateway_operator,
+        gateway_addr,
     })
+}
+
+type GatewayStart = (
+    Sender<Operator>,
+    std::net::SocketAddr,
+    thread::JoinHandle<Result<(), String>>,
+);
+
+/// Binds the gateway's port and opens its session stores on this thread, so that a port in
+/// use or a damaged store stops the start with a clear error, then runs it on a thread of its
+/// own. The gateway is producer `gateway.producer` like any other: it talks to the exchange
+/// only through the rings.
+fn start_gateway(
+    config: &ExchangeConfig,
+    g: &GatewayFile,
+    stop: Arc<AtomicBool>,
+) -> Result<GatewayStart, String> {
+    let x = &config.exchange;
+    let venue = RingVenue::create(
+        &x.ring_dir,
+        &x.name,
+        g.producer,
+        x.input_ring_slots,
+        x.output_ring_slots,
+        x.output_consumers_max,
+    )?;
+    let store_dir = x.data_dir.join(&g.store_dir);
+    let agent = GatewayAgent::new(
+        g.clone(),
+        &store_dir,
+        &config.engine.instruments,
+        venue,
+        Box::new(|line: &str| eprintln!("ferrox: {line}")),
+    )?;
+    let addr = agent
+        .local_addr()
+        .ok_or_else(|| "gateway listener has no address".to_string())?;
+    let (tx, rx) = bounded::<Operator>(64);
+    let handle = thread::Builder::new()
+        .name("ferrox-gateway".into())
+        .spawn(move || gateway_loop(agent, &rx, &stop))
+        .map_err(|e| e.to_string())?;
+    Ok((tx, addr, handle))
+}
+
+fn gateway_loop(
+    mut agent: GatewayAgent<RingVenue>,
+    operator: &Receiver<Operator>,
+    stop: &AtomicBool,
+) -> Result<(), String> {
+    let clock = Instant::now();
+    let mut idle = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        while let Ok(op) = operator.try_recv() {
+            agent.operator(op);
+        }
+        // Spin while there is traffic, then let the poller sleep a millisecond at a time: on
+        // a small machine a spinning gateway would take a core from the engine.
+        let wait = if idle < 20_000 {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(1)
+        };
+        if agent.do_work(&clock, wait) == 0 {
+            idle = idle.saturating_add(1);
+        } else {
+            idle = 0;
+        }
+    }
+    agent.shutdown(&clock);
+    Ok(())
 }
 
 fn sequencer_loop<S: ferrox_sequencer::journal::Storage>(

@@ -7,6 +7,7 @@
 mod client;
 mod console;
 mod exchange;
+mod fixclient;
 
 use clap::{Parser, Subcommand};
 use ferrox_engine::Engine;
@@ -72,6 +73,33 @@ enum Cmd {
     DefaultConfig,
     /// Check a configuration file and print its instruments in engine units.
     CheckConfig { file: PathBuf },
+    /// A FIX 4.4 order-entry client: log on to the gateway, type orders, see execution reports.
+    Client {
+        #[arg(long, default_value = "127.0.0.1:9878")]
+        addr: String,
+        /// Our SenderCompID (49).
+        #[arg(long, default_value = "CLIENT1")]
+        sender: String,
+        /// The exchange's CompID (56).
+        #[arg(long, default_value = "FERROX")]
+        target: String,
+        #[arg(long, default_value = "client1")]
+        password: String,
+        /// HeartBtInt (108), seconds.
+        #[arg(long, default_value_t = 30)]
+        heartbeat: u64,
+        /// Keep sequence numbers (no ResetSeqNumFlag); the session starts at --seq.
+        #[arg(long)]
+        no_reset: bool,
+        #[arg(long, default_value_t = 1)]
+        seq: u64,
+        /// Also print each message sent and received as FIX, with | for SOH.
+        #[arg(long)]
+        raw: bool,
+        /// Run the commands of this file, each waiting for its replies, then log out.
+        #[arg(long)]
+        script: Option<PathBuf>,
+    },
 }
 
 fn load_config(path: Option<&PathBuf>) -> Result<exchange::ExchangeConfig, String> {
@@ -143,6 +171,9 @@ fn serve(config: Option<PathBuf>, with_console: bool) -> Result<(), String> {
         x.ring_dir.display(),
         x.name
     );
+    if let Some(addr) = running.gateway_addr {
+        eprintln!("ferrox: FIX gateway listening on {addr}");
+    }
     if with_console {
         let interactive = std::io::stdin().is_terminal();
         if interactive {
@@ -152,6 +183,8 @@ fn serve(config: Option<PathBuf>, with_console: bool) -> Result<(), String> {
         let engine_config = config.engine.clone();
         let exchange_section = config.exchange.clone();
         let durability = config.durability;
+        let gateway = config.gateway.clone();
+        let operator = running.gateway_operator.clone();
         std::thread::Builder::new()
             .name("ferrox-console".into())
             .spawn(move || {
@@ -159,8 +192,11 @@ fn serve(config: Option<PathBuf>, with_console: bool) -> Result<(), String> {
                     engine: engine_config,
                     exchange: exchange_section,
                     durability,
+                    gateway,
                 };
-                if let Err(e) = client::remote_console(&cfg, &stop_console, interactive) {
+                if let Err(e) =
+                    client::remote_console(&cfg, &stop_console, interactive, operator.as_ref())
+                {
                     eprintln!("ferrox: console: {e}");
                 }
             })
@@ -236,6 +272,19 @@ fn main() -> ExitCode {
                 connect_timeout: Duration::from_secs(connect_timeout),
             },
         ),
+        Cmd::Client { addr, sender, target, password, heartbeat, no_reset, seq, raw, script } => {
+            fixclient::run(fixclient::Options {
+                addr,
+                sender,
+                target,
+                password: Some(password).filter(|p| !p.is_empty()),
+                heartbeat_s: heartbeat,
+                reset: !no_reset,
+                seq,
+                raw,
+                script,
+            })
+        }
         Cmd::DefaultConfig => {
             print!("{DEFAULT_CONFIG}");
             Ok(())

@@ -15,7 +15,7 @@ use ferrox_engine::config::{InstrumentFile, Limits};
 use ferrox_engine::EngineConfig;
 use ferrox_gateway::config::GatewayFile;
 use ferrox_gateway::server::{GatewayAgent, Operator};
-use ferrox_gateway::venue::RingVenue;
+use ferrox_gateway::venue::{RingVenue, Venue};
 use ferrox_sequencer::agents::{
     engine_ring_path, engine_ring_spec, input_ring_spec, output_ring_path, output_ring_spec,
     Durability, EngineAgent, SequencerAgent, SequencerStats,
@@ -404,7 +404,7 @@ fn start_gateway(
     stop: Arc<AtomicBool>,
 ) -> Result<GatewayStart, String> {
     let x = &config.exchange;
-    let venue = RingVenue::create(
+    let mut venue = RingVenue::create(
         &x.ring_dir,
         &x.name,
         g.producer,
@@ -412,6 +412,14 @@ fn start_gateway(
         x.output_ring_slots,
         x.output_consumers_max,
     )?;
+    // Clients may log on only once orders can reach the engine and reports can come back.
+    let started = Instant::now();
+    while !venue.connected() {
+        if started.elapsed() > Duration::from_secs(30) {
+            return Err("the gateway could not attach to the exchange's rings within 30 s".into());
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
     let store_dir = x.data_dir.join(&g.store_dir);
     let agent = GatewayAgent::new(
         g.clone(),

@@ -71,6 +71,8 @@ struct Client {
     orders: Vec<Order>,
     /// Any ClOrdID of an order's chain (full form) to its index in `orders`.
     by_id: HashMap<String, usize>,
+    /// Symbol of each mass cancel by symbol (short ClOrdID).
+    mass_symbols: HashMap<String, String>,
     out: std::io::Stdout,
 }
 
@@ -112,6 +114,7 @@ pub fn run(o: Options) -> Result<(), String> {
         next_id: 1,
         orders: Vec::new(),
         by_id: HashMap::new(),
+        mass_symbols: HashMap::new(),
         out: std::io::stdout(),
     };
     // Wait for the Logon reply, printing it (and anything before it).
@@ -267,7 +270,11 @@ impl Client {
                 };
                 let head = format!("ER {id} {symbol} {side}");
                 let qty = self.field(m, tags::ORDER_QTY);
-                let price = m.get_str(tags::PRICE).unwrap_or("mkt");
+                let price = match (m.get_str(tags::PRICE), m.get(tags::ORD_TYPE)) {
+                    (Some(p), _) => p,
+                    (None, Some(b"1")) => "mkt",
+                    (None, _) => "?",
+                };
                 let leaves = self.field(m, tags::LEAVES_QTY);
                 let cum = self.field(m, tags::CUM_QTY);
                 let order = match m.get_str(tags::ORDER_ID) {
@@ -316,6 +323,9 @@ impl Client {
                     b"D" => with_text(format!(
                         "{head} RESTATED {qty} @ {price} leaves {leaves} cum {cum}{order}"
                     )),
+                    b"I" if m.get(tags::ORD_STATUS) == Some(b"8") => {
+                        format!("{head} STATUS {}", text.unwrap_or("rejected"))
+                    }
                     b"I" => with_text(format!(
                         "{head} STATUS {} {qty} @ {price} leaves {leaves} cum {cum} avg {}{order}",
                         ord_status(m.get(tags::ORD_STATUS)),
@@ -349,10 +359,16 @@ impl Client {
                         "MASS-CANCEL {id} rejected: {}",
                         text.unwrap_or("no reason given")
                     ),
-                    Some(b"1") => with_text(format!(
-                        "MASS-CANCEL {id} {}: {affected} orders canceled",
-                        self.field(m, tags::SYMBOL)
-                    )),
+                    Some(b"1") => {
+                        // The report need not repeat the symbol; the request had it.
+                        let symbol = m
+                            .get_str(tags::SYMBOL)
+                            .or_else(|| self.mass_symbols.get(&id).map(String::as_str))
+                            .unwrap_or("?");
+                        with_text(format!(
+                            "MASS-CANCEL {id} {symbol}: {affected} orders canceled"
+                        ))
+                    }
                     _ => with_text(format!("MASS-CANCEL {id}: {affected} orders canceled")),
                 }
             }
@@ -621,6 +637,10 @@ impl Client {
             _ => return Err("usage: masscancel [SYMBOL]".to_string()),
         };
         let id = self.new_id();
+        if let Some(s) = &symbol {
+            let short = self.short(&id).to_string();
+            self.mass_symbols.insert(short, s.clone());
+        }
         let now = unix_ns();
         let seq = self.send(b"q", |e| {
             e.str(tags::CL_ORD_ID, id.as_bytes());

@@ -173,27 +173,34 @@ fn scripted_clients_trade_and_print_readable_reports() {
     has(&maker_out, "LOGGED ON");
     has(
         &maker_out,
-        "ER C1 AAPL sell NEW 100 @ 190.10 leaves 100 cum 0 (order ",
+        "ER C1 AAPL sell NEW 100 @ 190.1 leaves 100 cum 0 (order ",
     );
     has(&maker_out, "REJECT C2: ");
     has(&maker_out, "error: unknown order C99");
     has(&maker_out, "error: unknown command \"bogus\"");
-    has(&maker_out, "ER C4 AAPL sell REPLACED C3 -> 7 @ 191.50");
-    has(&maker_out, "ER C5 AAPL sell CANCELED");
-    has(&maker_out, "CANCEL-REJECT C6");
+    has(&maker_out, "ER C3 AAPL sell NEW 5 @ 191 leaves 5 cum 0");
     has(
         &maker_out,
-        "ER C1 AAPL sell FILL 40 @ 190.10 cum 40 leaves 60 avg 190.1",
+        "ER C4 AAPL sell REPLACED C3 -> 7 @ 191.5 leaves 7 cum 0",
+    );
+    // The replace chain is followed: `cancel C3` cancels the order now known as C4.
+    has(&maker_out, "ER C5 AAPL sell CANCELED C4 leaves 0 cum 0");
+    has(&maker_out, "CANCEL-REJECT C6 (orig C4): ");
+    has(
+        &maker_out,
+        "ER C1 AAPL sell FILL 40 @ 190.1 cum 40 leaves 60 avg 190.1",
     );
     has(
         &maker_out,
-        "ER C1 AAPL sell STATUS PARTIAL 100 @ 190.10 leaves 60 cum 40",
+        "ER C1 AAPL sell STATUS PARTIAL 100 @ 190.1 leaves 60 cum 40",
     );
-    has(&maker_out, "MASS-CANCEL C7 AAPL: ");
+    has(&maker_out, "ER C1 AAPL sell CANCELED leaves 0 cum 40");
+    has(&maker_out, "MASS-CANCEL C7 AAPL: 1 orders canceled");
     has(&maker_out, "LOGOUT");
+    has(&taker_out, "ER C1 AAPL buy NEW 40 @ 190.1 leaves 40 cum 0");
     has(
         &taker_out,
-        "ER C1 AAPL buy FILL 40 @ 190.10 cum 40 leaves 0",
+        "ER C1 AAPL buy FILL 40 @ 190.1 cum 40 leaves 0 avg 190.1 (filled)",
     );
     has(&taker_out, "LOGOUT");
 }

@@ -16,7 +16,6 @@ use crate::orders::GatewayReject;
 use crate::orders::{
     CancelReject, CancelRequest, ClOrdId, ExecId, ExecReport, ExecType, MassCancelReport,
     MassCancelRequest, NewOrderRequest, OrdStatus, OrderManager, Reject, ReplaceRequest, Report,
-    SessionId,
 };
 use crate::server::{mark_dirty, SessionSlot};
 use crate::session::Now;
@@ -388,8 +387,10 @@ fn new_order(ctx: &mut AppContext, s: usize, msg: &Message, t: Now) {
             }
         }
         Err(reject) => {
-            let text = reject.text();
-            reject_request(ctx, s, msg, reject, text, t);
+            // The manager's text names the values involved ("order quantity 500 above the
+            // account maximum 100"); copied to the stack, as the reject borrows the context.
+            let text = crate::risk::Text::from_str_truncated(ctx.manager.reject_text());
+            reject_request(ctx, s, msg, reject, text.as_str(), t);
         }
     }
 }
@@ -429,8 +430,10 @@ fn cancel(ctx: &mut AppContext, s: usize, msg: &Message, t: Now) {
             }
         }
         Err(reject) => {
-            let text = reject.text();
-            reject_request(ctx, s, msg, reject, text, t);
+            // The manager's text names the values involved ("order quantity 500 above the
+            // account maximum 100"); copied to the stack, as the reject borrows the context.
+            let text = crate::risk::Text::from_str_truncated(ctx.manager.reject_text());
+            reject_request(ctx, s, msg, reject, text.as_str(), t);
         }
     }
 }
@@ -473,8 +476,10 @@ fn replace(ctx: &mut AppContext, s: usize, msg: &Message, t: Now) {
             }
         }
         Err(reject) => {
-            let text = reject.text();
-            reject_request(ctx, s, msg, reject, text, t);
+            // The manager's text names the values involved ("order quantity 500 above the
+            // account maximum 100"); copied to the stack, as the reject borrows the context.
+            let text = crate::risk::Text::from_str_truncated(ctx.manager.reject_text());
+            reject_request(ctx, s, msg, reject, text.as_str(), t);
         }
     }
 }
@@ -549,8 +554,10 @@ fn mass_cancel(ctx: &mut AppContext, s: usize, msg: &Message, t: Now) {
             }
         }
         Err(reject) => {
-            let text = reject.text();
-            reject_request(ctx, s, msg, reject, text, t);
+            // The manager's text names the values involved ("order quantity 500 above the
+            // account maximum 100"); copied to the stack, as the reject borrows the context.
+            let text = crate::risk::Text::from_str_truncated(ctx.manager.reject_text());
+            reject_request(ctx, s, msg, reject, text.as_str(), t);
         }
     }
 }
@@ -862,20 +869,26 @@ pub(crate) fn cancel_on_disconnect(ctx: &mut AppContext, s: usize, _t: Now) {
             account,
             client_order_id: ferrox_engine::ClientOrderId(0),
         });
-        // A full ring here leaves the order live; the operator sees it in the log, and the
-        // engine's own DAY expiry still removes it at end of day.
-        let _ = ctx.venue.try_send(&command);
+        let producer_ref = ctx.venue.next_ref();
+        if ctx.manager.register_operator(producer_ref).is_err() {
+            break;
+        }
+        // A full ring leaves the order live; the engine's own DAY expiry still removes it at
+        // end of day.
+        if !ctx.venue.try_send(&command) {
+            ctx.manager.abort(producer_ref);
+            break;
+        }
     }
 }
 
 /// The operator kill switch for one account.
 pub(crate) fn kill_switch(ctx: &mut AppContext, account: u32, on: bool, _t: Now) {
     if let Some(command) = ctx.manager.set_kill_switch(AccountId(account), on) {
-        let _ = ctx.venue.try_send(&command);
+        let producer_ref = ctx.venue.next_ref();
+        let registered = ctx.manager.register_operator(producer_ref).is_ok();
+        if !ctx.venue.try_send(&command) && registered {
+            ctx.manager.abort(producer_ref);
+        }
     }
-}
-
-#[allow(dead_code)]
-fn _session_id_is_u16(id: SessionId) -> u16 {
-    id.0
 }

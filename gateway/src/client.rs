@@ -65,9 +65,11 @@ pub struct FrameReader {
 }
 
 impl FrameReader {
+    /// A reader for messages of at most `msg_bytes_max` bytes; the buffer starts small and
+    /// grows to hold the largest message seen.
     pub fn new(msg_bytes_max: usize) -> FrameReader {
         FrameReader {
-            buf: vec![0; (2 * msg_bytes_max).max(64 * 1024)],
+            buf: vec![0; 16 * 1024],
             start: 0,
             end: 0,
             parser: Parser::new(FIELDS_MAX),
@@ -290,14 +292,18 @@ impl ReadSet {
                 continue;
             };
             ready += 1;
+            // The peer's FIN (or an error) may have come with the data: then read to the end,
+            // since no further edge will announce it.
+            let until_end = event.is_read_closed() || event.is_error();
             while let Some(conn) = slot.as_mut() {
                 let closed = match conn.read(&mut self.scratch) {
                     Ok(0) => Some(None),
                     Ok(n) => {
                         on_read(index, ReadEvent::Data(&self.scratch[..n]));
-                        if n < self.scratch.len() {
-                            // A short read emptied the socket: bytes arriving later raise a
-                            // new edge, so the read that would only say WouldBlock is saved.
+                        if n < self.scratch.len() && !until_end {
+                            // A short read emptied the socket: bytes (or a FIN) arriving later
+                            // raise a new edge, so the read that would only say WouldBlock is
+                            // saved.
                             break;
                         }
                         None
@@ -957,7 +963,9 @@ fn classify(m: &Message<'_>, next_in_seq: &mut u64, stats: &mut ClientStats) -> 
         } else if seq == *next_in_seq {
             *next_in_seq += 1;
         } else if poss_dup {
-            if msg_type != b"5" {
+            // A resent application message is handed over (it carries PossDupFlag=Y, so
+            // the caller knows it may have seen it); resent admin messages are not.
+            if matches!(msg_type, b"0" | b"1" | b"2" | b"3" | b"4" | b"A") {
                 return Action::None;
             }
         } else {

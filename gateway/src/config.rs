@@ -196,10 +196,10 @@ fn default_logon_timeout_ms() -> u64 {
     5_000
 }
 fn default_orders_max() -> usize {
-    1 << 20
+    1 << 17
 }
 fn default_pending_max() -> usize {
-    1 << 16
+    1 << 14
 }
 fn default_throttle_per_s() -> u32 {
     10_000
@@ -217,7 +217,7 @@ fn default_store_bytes_max() -> u64 {
     1 << 30
 }
 fn default_range_cl_ord_ids_max() -> usize {
-    1 << 16
+    1 << 14
 }
 fn default_range_store_bytes_max() -> u64 {
     64 << 20

@@ -1739,6 +1739,10 @@ impl OrderManager {
                 PendingKind::Operator if c.reason == CancelReason::MassCancel => {
                     text = "cancelled by the operator";
                 }
+                // The gateway's own single cancels are cancel-on-disconnect.
+                PendingKind::Operator if c.reason == CancelReason::Requested => {
+                    text = "cancelled on disconnect";
+                }
                 _ => {}
             }
         }

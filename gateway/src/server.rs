@@ -302,11 +302,17 @@ impl<V: Venue> GatewayAgent<V> {
                 self.drop_conn(c);
             }
         }
+        let mut failed = 0;
+        let mut first = None;
         for slot in &self.sessions {
             if let Err(e) = slot.session.store().sync() {
-                let text = format!("gateway: store of {} not synced: {e}", slot.file.sender);
-                (self.log)(&text);
+                failed += 1;
+                first.get_or_insert_with(|| format!("{}: {e}", slot.file.sender));
             }
+        }
+        if let Some(first) = first {
+            let text = format!("gateway: {failed} session stores not synced; first: {first}");
+            (self.log)(&text);
         }
     }
 

@@ -449,7 +449,13 @@ impl Session {
             b"4" => self.on_gap_fill(msg, seq, now, out),
             _ if is_application_supported(msg_type) => {
                 self.accept_seq(seq);
-                Verdict::Deliver
+                // Once we have sent Logout (the operator, the throttle or a shutdown asked
+                // for it), new business is not taken; the counterparty's Logout is awaited.
+                if matches!(self.state, State::LogoutSent { .. }) {
+                    Verdict::Done
+                } else {
+                    Verdict::Deliver
+                }
             }
             _ => {
                 self.accept_seq(seq);

@@ -784,8 +784,12 @@ impl ClOrdIdTable {
     }
 
     fn clear(&mut self) {
-        self.slots.fill(0);
-        self.len = 0;
+        // An empty table is all zeros already; skipping the fill also keeps the pages of a
+        // never-used session's table uncommitted (a gateway may hold thousands of sessions).
+        if self.len > 0 {
+            self.slots.fill(0);
+            self.len = 0;
+        }
     }
 }
 
@@ -949,7 +953,11 @@ fn validate_name(name: &str) -> Result<(), StoreError> {
     })
 }
 
-/// Writes a fresh header page to `temp` and fsyncs it; the caller renames it into place.
+/// Writes a fresh header page to `temp`; the caller renames it into place. No fsync: like
+/// every record, a reset must survive a crash of the process (the rename is atomic in the
+/// page cache), while surviving a power cut is what [`SessionStore::sync`] at a clean stop
+/// is for. Syncing here made every logon of a reset-on-logon session, and the start of a
+/// gateway with a thousand sessions on a new day, wait for the disk.
 fn write_fresh_file(temp: &Path, name: &str, trading_day: u32) -> Result<File, StoreError> {
     let file = OpenOptions::new()
         .read(true)
@@ -959,9 +967,7 @@ fn write_fresh_file(temp: &Path, name: &str, trading_day: u32) -> Result<File, S
         .open(temp)
         .map_err(|e| io_error(temp, e))?;
     let page = fresh_header_page(name, trading_day);
-    file.write_all_at(&page, 0)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| io_error(temp, e))?;
+    file.write_all_at(&page, 0).map_err(|e| io_error(temp, e))?;
     Ok(file)
 }
 
@@ -1051,7 +1057,6 @@ impl SessionStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let file = write_fresh_file(&temp_path, name, 0)?;
                 fs::rename(&temp_path, &path).map_err(|e| io_error(&path, e))?;
-                sync_dir(dir)?;
                 file
             }
             Err(e) => return Err(io_error(&path, e)),
@@ -1329,7 +1334,7 @@ impl SessionStore {
         self.next_out_seq = 1;
         self.cl_ord_ids.clear();
         self.index.clear();
-        sync_dir(&self.dir)
+        Ok(())
     }
 
     /// The trading day (e.g. YYYYMMDD) the store belongs to; 0 until set.
@@ -1369,7 +1374,9 @@ impl SessionStore {
         self.header
             .flush()
             .and_then(|()| self.file.sync_data())
-            .map_err(|e| io_error(&self.path, e))
+            .map_err(|e| io_error(&self.path, e))?;
+        // The directory too: creation and resets rename files without syncing it.
+        sync_dir(&self.dir)
     }
 
     fn write_slot(&mut self) {

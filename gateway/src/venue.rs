@@ -40,6 +40,10 @@ pub struct RingVenue {
     output_slots: usize,
     output_consumers: usize,
     next_ref: u64,
+    /// Whether the sequencer reads our input ring and we read the output ring, as of the
+    /// last `connected()` check. Before both hold, a command would be dropped unsequenced (the
+    /// sequencer attaches at the ring's current position) or its events missed.
+    attached: bool,
 }
 
 impl RingVenue {
@@ -65,6 +69,7 @@ impl RingVenue {
             output_slots,
             output_consumers,
             next_ref: 1,
+            attached: false,
         })
     }
 }
@@ -79,6 +84,9 @@ impl Venue for RingVenue {
     }
 
     fn try_send(&mut self, command: &Command) -> bool {
+        if !self.attached {
+            return false;
+        }
         let mut slot = [0u8; INPUT_SLOT_BYTES];
         frame::encode_input(
             Origin {
@@ -137,6 +145,7 @@ impl Venue for RingVenue {
         if let Some(o) = self.output.as_mut() {
             o.heartbeat();
         }
-        self.output.is_some() && self.input.attached_consumers() > 0
+        self.attached = self.output.is_some() && self.input.attached_consumers() > 0;
+        self.attached
     }
 }

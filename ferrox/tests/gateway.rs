@@ -55,7 +55,7 @@ fn next_for(c: &mut FixClient, cl: &str) -> OwnedMessage {
     panic!("no report for {cl} within {WAIT:?}");
 }
 
-fn field<'a>(m: &'a OwnedMessage, tag: u32) -> &'a str {
+fn field(m: &OwnedMessage, tag: u32) -> &str {
     m.get_str(tag)
         .unwrap_or_else(|| panic!("tag {tag} missing in {}", m.to_pipe_string()))
 }
@@ -283,19 +283,6 @@ fn orders_fill_replace_cancel_and_reject_with_correct_reports() {
     let _ = a.logout(None, WAIT);
     let _ = b.logout(None, WAIT);
     ex.stop();
-}
-
-/// Reads messages until one with `msg_type` arrives.
-fn next_of_type(c: &mut FixClient, msg_type: &[u8]) -> OwnedMessage {
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        if let Some(m) = c.recv(Duration::from_millis(200)).expect("connection open") {
-            if m.msg_type() == msg_type {
-                return m;
-            }
-        }
-    }
-    panic!("no {} within {WAIT:?}", String::from_utf8_lossy(msg_type));
 }
 
 #[test]

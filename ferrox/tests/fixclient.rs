@@ -16,8 +16,8 @@ fn free_port() -> u16 {
 }
 
 /// The embedded default configuration with private data and ring directories and the gateway
-/// on `port`.
-fn config(dir: &Path, port: u16) -> PathBuf {
+/// on `port`; returns the file and the ring directory.
+fn config(dir: &Path, port: u16) -> (PathBuf, PathBuf) {
     let default = Command::new(BIN)
         .arg("default-config")
         .output()
@@ -48,7 +48,7 @@ fn config(dir: &Path, port: u16) -> PathBuf {
     );
     let path = dir.join("fixclient.toml");
     std::fs::write(&path, text).expect("config written");
-    path
+    (path, ring_dir)
 }
 
 /// Starts the exchange and waits until the gateway accepts connections.
@@ -100,7 +100,7 @@ fn client(port: u16, sender: &str, password: &str, script: &Path) -> Command {
 fn scripted_clients_trade_and_print_readable_reports() {
     let dir = tempfile::tempdir().expect("temp dir");
     let port = free_port();
-    let cfg = config(dir.path(), port);
+    let (cfg, ring_dir) = config(dir.path(), port);
     let exchange = start(&cfg, port);
 
     // CLIENT1 rests a sell, tries a few things, then waits while CLIENT2 takes 40 of it.
@@ -164,6 +164,7 @@ fn scripted_clients_trade_and_print_readable_reports() {
         let _ = e.read_to_string(&mut maker_err);
     }
     stop(exchange);
+    let _ = std::fs::remove_dir_all(&ring_dir);
     println!("--- maker ---\n{maker_out}\n--- taker ---\n{taker_out}");
     assert!(status.success(), "{maker_out}\n{maker_err}");
 

@@ -175,6 +175,31 @@ fn set_timer_slack_1us() {
 #[cfg(not(target_os = "linux"))]
 fn set_timer_slack_1us() {}
 
+/// CPU time the calling thread has used.
+#[cfg(target_os = "linux")]
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a pointer to a live local.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn thread_cpu() -> Duration {
+    Duration::ZERO
+}
+
+/// CPU used over wall time, in percent of one core.
+fn cpu_percent(cpu: Duration, wall: Duration) -> f64 {
+    100.0 * cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9)
+}
+
 // ---- seeded randomness -------------------------------------------------------------------
 
 /// splitmix64: small, fast, and good enough for a workload.
@@ -384,6 +409,8 @@ struct SenderReport {
     write_errors: Vec<String>,
     heartbeats: u64,
     send_elapsed: Duration,
+    /// The sender thread's CPU time while sending.
+    send_cpu: Duration,
 }
 
 struct ReceiverReport {
@@ -399,6 +426,9 @@ struct ReceiverReport {
     disconnects_unexpected: u64,
     mass_cancel_reports: u64,
     last_reply: Option<Instant>,
+    /// The receiver thread's CPU time and wall time.
+    cpu: Duration,
+    wall: Duration,
 }
 
 impl ReceiverReport {
@@ -416,6 +446,8 @@ impl ReceiverReport {
             disconnects_unexpected: 0,
             mass_cancel_reports: 0,
             last_reply: None,
+            cpu: Duration::ZERO,
+            wall: Duration::ZERO,
         }
     }
 }
@@ -458,6 +490,7 @@ struct Receiver {
 
 impl Receiver {
     fn run(mut self, mut set: ReadSet) -> ReceiverReport {
+        let (cpu0, wall0) = (thread_cpu(), Instant::now());
         while !self.shared.stop.load(Ordering::Acquire) && set.open() > 0 {
             let mut closed = Vec::new();
             // Messages are handled as soon as their bytes are read, each timed on arrival.
@@ -505,6 +538,8 @@ impl Receiver {
         if set.open() == 0 {
             self.shared.all_closed.store(true, Ordering::Release);
         }
+        self.report.cpu = thread_cpu().saturating_sub(cpu0);
+        self.report.wall = wall0.elapsed();
         self.report
     }
 }
@@ -636,6 +671,7 @@ impl Sender {
         };
         let shared = Arc::clone(&self.shared);
         let n = self.sides.len() as u64;
+        let cpu0 = thread_cpu();
         let mut queued: Vec<usize> = Vec::new();
         let mut id = [0u8; 48];
         let mut orig = [0u8; 48];
@@ -717,6 +753,7 @@ impl Sender {
             shared.sent.store(index + 1, Ordering::Release);
         }
         report.send_elapsed = shared.start.elapsed();
+        report.send_cpu = thread_cpu().saturating_sub(cpu0);
         shared.sending_done.store(true, Ordering::Release);
         let drain_deadline = Instant::now() + self.drain;
         while !shared.drained.load(Ordering::Acquire) && Instant::now() < drain_deadline {
@@ -1098,6 +1135,12 @@ fn load(a: &LoadArgs) -> Result<(), String> {
         }
         println!("{s}");
     }
+    println!(
+        "generator CPU: sender {:.0}% of a core while sending, receiver {:.0}% over its {:.1} s",
+        cpu_percent(sent_report.send_cpu, sent_report.send_elapsed),
+        cpu_percent(rx_report.cpu, rx_report.wall),
+        rx_report.wall.as_secs_f64()
+    );
     if !rx_report.rejects.is_empty() {
         println!("rejects by reason:");
         print_failures("", &rx_report.rejects);
@@ -1434,6 +1477,7 @@ fn echo(a: &EchoArgs) -> Result<EchoResult, String> {
                 .collect();
             let mut lateness = new_histogram();
             let mut errors = 0u64;
+            let cpu0 = thread_cpu();
             let mut id = [0u8; 48];
             let padding = vec![b'x'; pad];
             let n = streams.len() as u64;
@@ -1459,6 +1503,7 @@ fn echo(a: &EchoArgs) -> Result<EchoResult, String> {
                 shared.sent.store(index + 1, Ordering::Release);
             }
             let elapsed = shared.start.elapsed();
+            let cpu = thread_cpu().saturating_sub(cpu0);
             shared.sending_done.store(true, Ordering::Release);
             let deadline = Instant::now() + Duration::from_secs(5);
             while !shared.drained.load(Ordering::Acquire) && Instant::now() < deadline {
@@ -1471,10 +1516,10 @@ fn echo(a: &EchoArgs) -> Result<EchoResult, String> {
             for s in &streams {
                 let _ = s.shutdown(std::net::Shutdown::Write);
             }
-            (lateness, errors, elapsed)
+            (lateness, errors, elapsed, cpu)
         })
         .map_err(|e| e.to_string())?;
-    let (lateness, errors, elapsed) = tx.join().map_err(|_| "echo sender panicked")?;
+    let (lateness, errors, elapsed, send_cpu) = tx.join().map_err(|_| "echo sender panicked")?;
     shared.stop.store(true, Ordering::Release);
     let report = rx.join().map_err(|_| "echo receiver panicked")?;
     server
@@ -1492,6 +1537,12 @@ fn echo(a: &EchoArgs) -> Result<EchoResult, String> {
     );
     println!("{}", hist_line("  echo round trip", &report.new_latency));
     println!("{}", hist_line("  sender lateness", &lateness));
+    println!(
+        "generator CPU: sender {:.0}% of a core while sending, receiver {:.0}% over its {:.1} s",
+        cpu_percent(send_cpu, elapsed),
+        cpu_percent(report.cpu, report.wall),
+        report.wall.as_secs_f64()
+    );
     if let Some(path) = &a.json {
         let j = format!(
             "{{\"mode\": \"echo\", \"connections\": {}, \"rate_offered\": {}, \"seconds\": {}, \"message_bytes\": {size}, \"sent\": {sent}, \"echoed\": {}, \"latency\": {}, \"sender_lateness\": {}}}\n",

@@ -183,70 +183,119 @@ pub fn remote_console(
 ) -> Result<(), String> {
     let mut client = RingClient::connect(config, 0, Duration::from_secs(10))?;
     let mut console = crate::console::Console::remote(config.engine.instruments.clone());
-    let stdin = std::io::stdin();
     let mut out = std::io::stdout();
-    let mut line = String::new();
+    // stdin is read on a thread of its own, so that this loop keeps draining the output ring
+    // while nobody types: the console is a consumer of that ring, and a consumer that stops
+    // reading holds the engine back once the ring is full.
+    let (line_tx, line_rx) = crossbeam_channel::bounded::<Option<String>>(1);
+    let (ready_tx, ready_rx) = crossbeam_channel::bounded::<()>(1);
+    std::thread::Builder::new()
+        .name("ferrox-stdin".into())
+        .spawn(move || {
+            let stdin = std::io::stdin();
+            loop {
+                if interactive {
+                    let mut out = std::io::stdout();
+                    let _ = write!(out, "ferrox> ");
+                    let _ = out.flush();
+                }
+                let mut line = String::new();
+                let read = stdin.read_line(&mut line);
+                let eof = matches!(read, Ok(0) | Err(_));
+                if line_tx.send((!eof).then_some(line)).is_err() || eof {
+                    return;
+                }
+                // Wait until the line's output is printed before showing the next prompt.
+                if ready_rx.recv().is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(|e| e.to_string())?;
     loop {
-        if interactive {
-            let _ = write!(out, "ferrox> ");
-            let _ = out.flush();
-        }
-        line.clear();
-        match stdin.read_line(&mut line) {
-            Ok(0) | Err(_) => return Ok(()),
-            Ok(_) => {}
-        }
         if stop.load(Ordering::Relaxed) {
             return Ok(());
         }
-        if let Some(reply) = gateway_command(&line, operator) {
-            let _ = writeln!(out, "{reply}");
-            continue;
-        }
-        match console.parse(&line) {
-            Err(e) => {
-                let _ = writeln!(out, "error: {e}");
-            }
-            Ok(crate::console::Line::Quit) => {
-                stop.store(true, Ordering::Release);
-                return Ok(());
-            }
-            Ok(crate::console::Line::Command(command)) => {
-                console.note_command(&command);
-                let Some(producer_ref) = client.try_send(&command) else {
-                    let _ = writeln!(
-                        out,
-                        "error: the exchange is not keeping up (input ring full)"
-                    );
-                    continue;
-                };
-                let started = Instant::now();
-                let mut done = false;
-                while !done && started.elapsed() < Duration::from_secs(5) {
-                    client.poll(|f| {
-                        if let Some(e) = &f.event {
-                            console.observe(e);
-                            let _ = writeln!(out, "{}", console.render_event(e));
-                        } else if f.origin.producer_ref == producer_ref {
-                            done = true;
-                        }
-                    });
-                    if !done {
-                        std::thread::sleep(Duration::from_micros(200));
+        let line = match line_rx.recv_timeout(Duration::from_millis(1)) {
+            Ok(Some(line)) => line,
+            Ok(None) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(()),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                while client.poll(|f| {
+                    if let Some(e) = &f.event {
+                        console.observe(e);
                     }
-                }
+                }) > 0
+                {}
+                continue;
+            }
+        };
+        let keep_going = console_line(&mut client, &mut console, &mut out, &line, stop, operator);
+        let _ = ready_tx.send(());
+        if !keep_going {
+            return Ok(());
+        }
+    }
+}
+
+/// Handles one console line; false when the console should end.
+fn console_line(
+    client: &mut RingClient,
+    console: &mut crate::console::Console,
+    out: &mut std::io::Stdout,
+    line: &str,
+    stop: &AtomicBool,
+    operator: Option<&crossbeam_channel::Sender<ferrox_gateway::server::Operator>>,
+) -> bool {
+    if let Some(reply) = gateway_command(line, operator) {
+        let _ = writeln!(out, "{reply}");
+        return true;
+    }
+    match console.parse(line) {
+        Err(e) => {
+            let _ = writeln!(out, "error: {e}");
+        }
+        Ok(crate::console::Line::Quit) => {
+            stop.store(true, Ordering::Release);
+            return false;
+        }
+        Ok(crate::console::Line::Command(command)) => {
+            console.note_command(&command);
+            let Some(producer_ref) = client.try_send(&command) else {
+                let _ = writeln!(
+                    out,
+                    "error: the exchange is not keeping up (input ring full)"
+                );
+                return true;
+            };
+            let started = Instant::now();
+            let mut done = false;
+            while !done && started.elapsed() < Duration::from_secs(5) {
+                client.poll(|f| {
+                    if let Some(e) = &f.event {
+                        console.observe(e);
+                        if f.origin.producer == 0 {
+                            let _ = writeln!(out, "{}", console.render_event(e));
+                        }
+                    } else if f.origin.producer_ref == producer_ref && f.origin.producer == 0 {
+                        done = true;
+                    }
+                });
                 if !done {
-                    let _ = writeln!(out, "error: no acknowledgement within 5 s");
+                    std::thread::sleep(Duration::from_micros(200));
                 }
             }
-            Ok(other) => {
-                // Help, instruments and the like need no exchange.
-                if let Some(text) = console.handle_local(other) {
-                    let _ = writeln!(out, "{text}");
-                }
+            if !done {
+                let _ = writeln!(out, "error: no acknowledgement within 5 s");
+            }
+        }
+        Ok(other) => {
+            // Help, instruments and the like need no exchange.
+            if let Some(text) = console.handle_local(other) {
+                let _ = writeln!(out, "{text}");
             }
         }
     }
+    true
 }
 
 /// Options of `ferrox load`.

@@ -80,6 +80,8 @@ pub(crate) struct SessionSlot {
     pub outbox: Outbox,
     conn: Option<usize>,
     dirty: bool,
+    /// Logged on since the gateway started: only such stores need a sync at shutdown.
+    used: bool,
 }
 
 /// The gateway's agent: call `do_work` in a loop.
@@ -168,6 +170,7 @@ impl<V: Venue> GatewayAgent<V> {
                 outbox: Outbox::new(config.send_buffer_bytes),
                 conn: None,
                 dirty: false,
+                used: false,
             });
         }
         let risk = RiskConfig::new(
@@ -304,7 +307,7 @@ impl<V: Venue> GatewayAgent<V> {
         }
         let mut failed = 0;
         let mut first = None;
-        for slot in &self.sessions {
+        for slot in self.sessions.iter().filter(|s| s.used) {
             if let Err(e) = slot.session.store().sync() {
                 failed += 1;
                 first.get_or_insert_with(|| format!("{}: {e}", slot.file.sender));
@@ -517,6 +520,7 @@ impl<V: Venue> GatewayAgent<V> {
                                     self.stats.logons += 1;
                                     conn.session = Some(i);
                                     self.sessions[i].conn = Some(c);
+                                    self.sessions[i].used = true;
                                     let peer = conn.peer;
                                     mark_dirty(&mut self.sessions, &mut self.dirty, i);
                                     let text = format!(

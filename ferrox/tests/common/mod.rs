@@ -114,3 +114,14 @@ impl Exchange {
         let _ = self.child.wait();
     }
 }
+
+impl Drop for Exchange {
+    /// A failing test must not leave its exchange running (it would keep spinning on the
+    /// machine's cores and skew every later test and benchmark).
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

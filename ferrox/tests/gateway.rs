@@ -5,7 +5,8 @@ mod common;
 
 use common::{gateway_config, Exchange};
 use ferrox_gateway::client::{FixClient, OwnedMessage};
-use ferrox_gateway::fix::tags;
+use ferrox_gateway::fix::dict::validate;
+use ferrox_gateway::fix::{tags, Parser};
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -42,11 +43,24 @@ fn send_order(
     .expect("sent");
 }
 
+/// Every message the gateway sends must be valid under the FIX 4.4 dictionary, so that a
+/// counterparty with data-dictionary validation on accepts it.
+fn assert_valid_fix44(m: &OwnedMessage) {
+    let mut parser = Parser::new(256);
+    let parsed = parser
+        .parse(m.raw())
+        .unwrap_or_else(|e| panic!("{e:?}: {}", m.to_pipe_string()));
+    if let Err(reject) = validate(&parsed) {
+        panic!("not valid FIX 4.4 ({reject:?}): {}", m.to_pipe_string());
+    }
+}
+
 /// The next application message about `cl` (any of 8, 9, r), skipping others.
 fn next_for(c: &mut FixClient, cl: &str) -> OwnedMessage {
     let deadline = Instant::now() + WAIT;
     while Instant::now() < deadline {
         if let Some(m) = c.recv(Duration::from_millis(200)).expect("connection open") {
+            assert_valid_fix44(&m);
             if m.get_str(tags::CL_ORD_ID) == Some(cl) {
                 return m;
             }

@@ -170,10 +170,10 @@ fn side_of(msg: &Message) -> Result<Side, BadField> {
 
 fn account_of(slot: &SessionSlot, msg: &Message) -> Result<AccountId, BadField> {
     let own = AccountId(slot.file.account);
-    match msg.get(tags::ACCOUNT as i64) {
-        None => Ok(own),
-        Some(v) if v == own.0.to_string().as_bytes() => Ok(own),
-        Some(_) => Err(bad(
+    match msg.get_u64(tags::ACCOUNT as i64) {
+        Ok(None) => Ok(own),
+        Ok(Some(n)) if n == u64::from(own.0) => Ok(own),
+        _ => Err(bad(
             GatewayReject::AccountNotPermitted,
             "Account is not permitted for this session",
         )),

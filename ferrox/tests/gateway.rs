@@ -368,6 +368,26 @@ fn sequence_numbers_sent_messages_and_clordids_survive_a_restart_and_a_crash() {
     a.wait_logon(WAIT).expect("logon after a crash");
     send_order(&mut a, "R2", "AAPL", b'1', "5", Some("180.00"), b'1');
     assert_fields(&next_for(&mut a, "R2"), &[(150, "8"), (103, "6")]);
+
+    // The orders resting from before the restarts are known again by their ClOrdIDs.
+    for (orig, cl) in [("R1", "R1-cancel"), ("R2", "R2-cancel")] {
+        a.send(b"F", |e| {
+            e.str(tags::ORIG_CL_ORD_ID, orig.as_bytes())
+                .str(tags::CL_ORD_ID, cl.as_bytes())
+                .str(tags::SYMBOL, b"AAPL")
+                .char(tags::SIDE, b'1')
+                .timestamp(tags::TRANSACT_TIME, ferrox_gateway::client::unix_ns());
+        })
+        .expect("sent");
+        let m = next_for(&mut a, cl);
+        assert_fields(&m, &[(150, "4"), (39, "4")]);
+        assert_eq!(m.get_str(tags::ORIG_CL_ORD_ID), Some(orig));
+    }
+    assert!(
+        ex.log_text().contains("2 live orders restored"),
+        "{}",
+        ex.log_text()
+    );
     let _ = a.logout(None, WAIT);
     ex.stop();
 }

@@ -892,3 +892,138 @@ pub(crate) fn kill_switch(ctx: &mut AppContext, account: u32, on: bool, _t: Now)
         }
     }
 }
+
+/// Rebuilds the order manager's live orders from the execution reports in the session
+/// stores, after a restart: the orders still resting in the engine keep their ClOrdIDs,
+/// cumulative quantities and average prices, so their later fills are reported and they can
+/// be cancelled or replaced by ClOrdID. Returns (orders restored, orders that did not fit).
+///
+/// The reports are the gateway's own record of what it told each client; an event the engine
+/// applied after the last stored report (a crash in between) is not in it, and the engine's
+/// answer to a later request about such an order corrects the picture (e.g. "unknown order"
+/// for one that had filled).
+pub(crate) fn restore_orders(
+    sessions: &[SessionSlot],
+    manager: &mut OrderManager,
+    instruments: &[InstrumentSpec],
+) -> (usize, usize) {
+    use std::collections::BTreeMap;
+    let mut live: BTreeMap<u64, crate::orders::RestoredOrder> = BTreeMap::new();
+    let mut parser = crate::fix::Parser::new(512);
+    for slot in sessions {
+        let store = slot.session.store();
+        let _ = store.for_each_outbound(1, u64::MAX, |_, _, is_admin, bytes| {
+            if is_admin {
+                return;
+            }
+            let Ok(m) = parser.parse(bytes) else { return };
+            if m.msg_type() != b"8" {
+                return;
+            }
+            let Ok(Some(order_id)) = m.get_u64(tags::ORDER_ID as i64) else {
+                return;
+            };
+            let status = m.get(tags::ORD_STATUS as i64).unwrap_or(b"");
+            if matches!(status, b"2" | b"4" | b"8" | b"C") {
+                live.remove(&order_id);
+                return;
+            }
+            let Ok((instrument, spec)) = instrument_of(instruments, &m) else {
+                return;
+            };
+            let units = |tag: u32, decimals: u32| -> Option<i128> {
+                decimal_field(&m, tag)
+                    .ok()
+                    .flatten()
+                    .and_then(|d| decimal_to_units(d, decimals))
+            };
+            let (pd, qd) = (spec.price_decimals, spec.qty_decimals);
+            let (Some(order_qty), Some(cum), Some(leaves)) = (
+                units(tags::ORDER_QTY, qd),
+                units(tags::CUM_QTY, qd),
+                units(tags::LEAVES_QTY, qd),
+            ) else {
+                return;
+            };
+            let (Ok(order_qty), Ok(cum), Ok(leaves)) = (
+                u64::try_from(order_qty),
+                u64::try_from(cum),
+                u64::try_from(leaves),
+            ) else {
+                return;
+            };
+            let Some(cl) = m.get(tags::CL_ORD_ID as i64).and_then(ClOrdId::new) else {
+                return;
+            };
+            let fill = match (units(tags::LAST_PX, pd), units(tags::LAST_QTY, qd)) {
+                (Some(px), Some(qty)) if m.get(tags::EXEC_TYPE as i64) == Some(b"F") => {
+                    px.saturating_mul(qty)
+                }
+                _ => 0,
+            };
+            let previous = live.get(&order_id).map_or(0, |o| o.avg_px_num);
+            let side = match m.get(tags::SIDE as i64) {
+                Some(b"2") => Side::Sell,
+                _ => Side::Buy,
+            };
+            let tif = match m.get(tags::TIME_IN_FORCE as i64) {
+                Some(b"0") => TimeInForce::Day,
+                Some(b"3") => TimeInForce::Ioc,
+                Some(b"4") => TimeInForce::Fok,
+                Some(b"6") => TimeInForce::Gtd,
+                _ => TimeInForce::Gtc,
+            };
+            let price = units(tags::PRICE, pd)
+                .and_then(|p| i64::try_from(p).ok())
+                .unwrap_or(0);
+            live.insert(
+                order_id,
+                crate::orders::RestoredOrder {
+                    session: slot.id,
+                    cl_ord_id: cl,
+                    order_id: OrderId(order_id),
+                    account: AccountId(
+                        m.get_u64(tags::ACCOUNT as i64)
+                            .ok()
+                            .flatten()
+                            .and_then(|a| u32::try_from(a).ok())
+                            .unwrap_or(slot.file.account),
+                    ),
+                    instrument,
+                    side,
+                    order_type: if m.get(tags::ORD_TYPE as i64) == Some(b"1") {
+                        OrderType::Market
+                    } else {
+                        OrderType::Limit
+                    },
+                    tif,
+                    expire_ts_ns: m
+                        .get_timestamp_ns(tags::EXPIRE_TIME as i64)
+                        .ok()
+                        .flatten()
+                        .unwrap_or(0),
+                    price: PriceTicks(price),
+                    order_qty: QtyLots(order_qty),
+                    cum_qty: QtyLots(cum),
+                    leaves_qty: QtyLots(leaves),
+                    avg_px_num: previous.saturating_add(fill),
+                },
+            );
+        });
+    }
+    let (mut restored, mut skipped) = (0, 0);
+    for order in live.values() {
+        // Market, IOC and FOK orders never rest; a report that left one "open" was cut off.
+        if order.order_type == OrderType::Market
+            || matches!(order.tif, TimeInForce::Ioc | TimeInForce::Fok)
+            || order.leaves_qty.0 == 0
+        {
+            continue;
+        }
+        match manager.restore_live_order(order) {
+            Ok(()) => restored += 1,
+            Err(_) => skipped += 1,
+        }
+    }
+    (restored, skipped)
+}

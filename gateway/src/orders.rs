@@ -56,6 +56,27 @@ pub use crate::risk::{GatewayReject, Reject, RiskConfig, Text};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(pub u16);
 
+/// A live order as the gateway's stored execution reports describe it; see
+/// [`OrderManager::restore_live_order`].
+#[derive(Clone, Copy, Debug)]
+pub struct RestoredOrder {
+    pub session: SessionId,
+    pub cl_ord_id: ClOrdId,
+    pub order_id: OrderId,
+    pub account: AccountId,
+    pub instrument: InstrumentId,
+    pub side: Side,
+    pub order_type: OrderType,
+    pub tif: TimeInForce,
+    pub expire_ts_ns: u64,
+    pub price: PriceTicks,
+    pub order_qty: QtyLots,
+    pub cum_qty: QtyLots,
+    pub leaves_qty: QtyLots,
+    /// Sum of price × quantity over the fills, in price units × quantity units.
+    pub avg_px_num: i128,
+}
+
 /// A FIX ClOrdID, at most 64 bytes, stored inline (no heap).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ClOrdId {
@@ -1193,6 +1214,61 @@ impl OrderManager {
             stp_mode: req.stp_mode,
             stp_group: StpGroup(0),
         }))
+    }
+
+    /// Puts back an order that was live before a restart, as the session's stored execution
+    /// reports describe it, so that its later fills and cancels are reported and it can be
+    /// cancelled or replaced by its ClOrdID. Its exposure counts against the account again.
+    /// Limits are not re-checked: the order exists in the engine whatever they say now.
+    pub fn restore_live_order(&mut self, r: &RestoredOrder) -> Result<(), Reject> {
+        self.reject_text.clear();
+        self.check_session(r.session)?;
+        if r.instrument.0 as usize >= self.risk.instruments.len() {
+            return Err(self.refuse(GatewayReject::InstrumentUnknown));
+        }
+        if self.find_order(r.order_id).is_some() || self.find_key(r.session, &r.cl_ord_id).is_some()
+        {
+            return Err(self.refuse(GatewayReject::DuplicateClOrdId));
+        }
+        let (account_slot, row) = self.account_of(r.account, false)?;
+        if self.order_free.is_empty() {
+            return Err(self.refuse(GatewayReject::OrderTableFull));
+        }
+        if account_slot.is_none() && self.account_free.is_empty() {
+            return Err(self.refuse(GatewayReject::AccountTableFull));
+        }
+        let account_slot = match account_slot {
+            Some(a) => a,
+            None => self.new_account(r.account, row),
+        };
+        self.accounts[account_slot as usize].open_orders += 1;
+        let slot = self.order_free.pop().unwrap_or(NONE);
+        self.orders[slot as usize] = OrderState {
+            phase: Phase::Live,
+            order_id: r.order_id,
+            session: r.session,
+            account: r.account,
+            account_slot,
+            instrument: r.instrument,
+            side: r.side,
+            order_type: r.order_type,
+            tif: r.tif,
+            expire_ts_ns: r.expire_ts_ns,
+            cl_ord_id: r.cl_ord_id,
+            price: r.price.0,
+            order_qty: r.order_qty.0,
+            cum_qty: r.cum_qty.0,
+            leaves_qty: r.leaves_qty.0,
+            avg_px_num: r.avg_px_num,
+            ..OrderState::FREE
+        };
+        self.set_exposure(slot);
+        let h = self.key_hash(r.session, &r.cl_ord_id);
+        self.by_cl_ord_id.insert(h, slot);
+        let h = self.hash(r.order_id.0);
+        self.by_order_id.insert(h, slot);
+        self.session_append(slot);
+        Ok(())
     }
 
     /// Resolves the order (by `order_id` if given, else by `orig_cl_ord_id` among the

@@ -188,6 +188,19 @@ impl<V: Venue> GatewayAgent<V> {
             instruments,
             risk,
         );
+        let mut manager = manager;
+        let mut log = log;
+        let (restored, skipped) = app::restore_orders(&sessions, &mut manager, instruments);
+        if restored + skipped > 0 {
+            log(&format!(
+                "gateway: {restored} live orders restored from the session stores{}",
+                if skipped > 0 {
+                    format!(", {skipped} did not fit the order table")
+                } else {
+                    String::new()
+                }
+            ));
+        }
         let poll = Poll::new().map_err(|e| format!("cannot create the gateway poller: {e}"))?;
         let mut listener = TcpListener::bind(config.listen).map_err(|e| {
             if e.kind() == ErrorKind::AddrInUse {

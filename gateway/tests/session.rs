@@ -45,8 +45,11 @@ fn client_msg(msg_type: &[u8], seq: u64, now: Now, body: impl FnOnce(&mut Encode
     e.finish().to_vec()
 }
 
-/// The messages in an outbox, as (MsgType, MsgSeqNum, PossDup, NewSeqNo, TestReqID).
-fn sent(out: &mut Outbox) -> Vec<(String, u64, bool, Option<u64>, Option<String>)> {
+/// One sent message: (MsgType, MsgSeqNum, PossDup, NewSeqNo, TestReqID).
+type Sent = (String, u64, bool, Option<u64>, Option<String>);
+
+/// The messages in an outbox.
+fn sent(out: &mut Outbox) -> Vec<Sent> {
     let mut parser = Parser::new(256);
     let mut buf = &out.bytes[..];
     let mut msgs = Vec::new();

@@ -24,6 +24,8 @@ commands (one per line; PRICE and QTY are decimals in the instrument's units):
   mass [SYMBOL|*] [acct=N]                                        (mass cancel)
   halt SYMBOL | resume SYMBOL | eod | tick
   instruments | help | quit; book SYMBOL and hash in `run --script` mode (market data shows books)
+  kill ACCOUNT | unkill ACCOUNT      (FIX gateway kill switch: cancel all, block new orders)
+  logout COMPID                      (log a FIX session out)
 account defaults to 1.";
 
 /// What a console line asks for.

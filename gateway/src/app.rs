@@ -372,27 +372,8 @@ fn new_order(ctx: &mut AppContext, s: usize, msg: &Message, t: Now) {
         Err(b) => return reject_request(ctx, s, msg, b.reject, b.text, t),
     };
     let producer_ref = ctx.venue.next_ref();
-    match ctx.manager.new_order(&req, producer_ref, t.unix_ns) {
-        Ok(command) => {
-            if !ctx.venue.try_send(&command) {
-                ctx.manager.abort(producer_ref);
-                reject_request(
-                    ctx,
-                    s,
-                    msg,
-                    Reject::Gateway(GatewayReject::ExchangeUnavailable),
-                    "the exchange is not accepting orders (busy or down); retry",
-                    t,
-                );
-            }
-        }
-        Err(reject) => {
-            // The manager's text names the values involved ("order quantity 500 above the
-            // account maximum 100"); copied to the stack, as the reject borrows the context.
-            let text = crate::risk::Text::from_str_truncated(ctx.manager.reject_text());
-            reject_request(ctx, s, msg, reject, text.as_str(), t);
-        }
-    }
+    let result = ctx.manager.new_order(&req, producer_ref, t.unix_ns);
+    submit(ctx, s, msg, t, producer_ref, result);
 }
 
 fn cancel(ctx: &mut AppContext, s: usize, msg: &Message, t: Now) {
@@ -415,27 +396,8 @@ fn cancel(ctx: &mut AppContext, s: usize, msg: &Message, t: Now) {
         return;
     }
     let producer_ref = ctx.venue.next_ref();
-    match ctx.manager.cancel(&req, producer_ref, t.unix_ns) {
-        Ok(command) => {
-            if !ctx.venue.try_send(&command) {
-                ctx.manager.abort(producer_ref);
-                reject_request(
-                    ctx,
-                    s,
-                    msg,
-                    Reject::Gateway(GatewayReject::ExchangeUnavailable),
-                    "the exchange is not accepting requests (busy or down); retry",
-                    t,
-                );
-            }
-        }
-        Err(reject) => {
-            // The manager's text names the values involved ("order quantity 500 above the
-            // account maximum 100"); copied to the stack, as the reject borrows the context.
-            let text = crate::risk::Text::from_str_truncated(ctx.manager.reject_text());
-            reject_request(ctx, s, msg, reject, text.as_str(), t);
-        }
-    }
+    let result = ctx.manager.cancel(&req, producer_ref, t.unix_ns);
+    submit(ctx, s, msg, t, producer_ref, result);
 }
 
 fn replace(ctx: &mut AppContext, s: usize, msg: &Message, t: Now) {
@@ -461,27 +423,8 @@ fn replace(ctx: &mut AppContext, s: usize, msg: &Message, t: Now) {
         return;
     }
     let producer_ref = ctx.venue.next_ref();
-    match ctx.manager.replace(&req, producer_ref, t.unix_ns) {
-        Ok(command) => {
-            if !ctx.venue.try_send(&command) {
-                ctx.manager.abort(producer_ref);
-                reject_request(
-                    ctx,
-                    s,
-                    msg,
-                    Reject::Gateway(GatewayReject::ExchangeUnavailable),
-                    "the exchange is not accepting requests (busy or down); retry",
-                    t,
-                );
-            }
-        }
-        Err(reject) => {
-            // The manager's text names the values involved ("order quantity 500 above the
-            // account maximum 100"); copied to the stack, as the reject borrows the context.
-            let text = crate::risk::Text::from_str_truncated(ctx.manager.reject_text());
-            reject_request(ctx, s, msg, reject, text.as_str(), t);
-        }
-    }
+    let result = ctx.manager.replace(&req, producer_ref, t.unix_ns);
+    submit(ctx, s, msg, t, producer_ref, result);
 }
 
 fn status(ctx: &mut AppContext, s: usize, msg: &Message, t: Now) {
@@ -539,7 +482,21 @@ fn mass_cancel(ctx: &mut AppContext, s: usize, msg: &Message, t: Now) {
         Err(b) => return reject_request(ctx, s, msg, b.reject, b.text, t),
     };
     let producer_ref = ctx.venue.next_ref();
-    match ctx.manager.mass_cancel(&req, producer_ref, t.unix_ns) {
+    let result = ctx.manager.mass_cancel(&req, producer_ref, t.unix_ns);
+    submit(ctx, s, msg, t, producer_ref, result);
+}
+
+/// Publishes the command the order manager accepted under `producer_ref`, or answers the
+/// request with the manager's refusal; a full ring is a reject the client can retry.
+fn submit(
+    ctx: &mut AppContext,
+    s: usize,
+    msg: &Message,
+    t: Now,
+    producer_ref: u64,
+    result: Result<ferrox_engine::Command, Reject>,
+) {
+    match result {
         Ok(command) => {
             if !ctx.venue.try_send(&command) {
                 ctx.manager.abort(producer_ref);

@@ -9,6 +9,24 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ferrox");
 
+/// Removes a test's ring directory in /dev/shm (memory) when the test ends, passed or not.
+struct RingDir(std::path::PathBuf);
+
+impl Drop for RingDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn ring_dir_of(config: &Path) -> RingDir {
+    let text = std::fs::read_to_string(config).expect("config");
+    let dir = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ring_dir = "))
+        .expect("ring_dir in the config");
+    RingDir(std::path::PathBuf::from(dir.trim().trim_matches('"')))
+}
+
 fn config(dir: &Path, name: &str, snapshot_every: u64) -> std::path::PathBuf {
     let default = Command::new(BIN)
         .arg("default-config")
@@ -100,6 +118,7 @@ fn a_second_exchange_on_the_same_data_directory_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     let first = config(dir.path(), "lock1", 0);
     let second = config(dir.path(), "lock2", 0);
+    let _rings = (ring_dir_of(&first), ring_dir_of(&second));
     let (child, seen) = start(&first);
     assert!(seen.contains("exchange running"), "{seen}");
     let out = Command::new(BIN)
@@ -117,6 +136,7 @@ fn a_second_exchange_on_the_same_data_directory_is_refused() {
 fn restart_passes_over_a_damaged_snapshot_to_an_older_one() {
     let dir = tempfile::tempdir().expect("temp dir");
     let cfg = config(dir.path(), "snap", 0);
+    let _rings = ring_dir_of(&cfg);
     // Two sessions, each stopped cleanly, leave two snapshots (one per clean stop).
     for (round, commands) in [(1u64, 3_000u64), (2, 2_000)] {
         let (child, seen) = start(&cfg);

@@ -47,10 +47,18 @@ pub struct Exchange {
     pub child: Child,
     pub addr: SocketAddr,
     pub log: Arc<Mutex<String>>,
+    /// The exchange's ring directory, removed when this handle goes (rings in /dev/shm are
+    /// memory; a test suite run many times must not leave them behind).
+    ring_dir: Option<PathBuf>,
 }
 
 impl Exchange {
     pub fn start(config: &Path) -> Exchange {
+        let ring_dir = std::fs::read_to_string(config).ok().and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("ring_dir = "))
+                .map(|v| PathBuf::from(v.trim().trim_matches('"')))
+        });
         let mut child = Command::new(BIN)
             .args(["run", "--config"])
             .arg(config)
@@ -90,7 +98,12 @@ impl Exchange {
                 line.clear();
             }
         });
-        Exchange { child, addr, log }
+        Exchange {
+            child,
+            addr,
+            log,
+            ring_dir,
+        }
     }
 
     pub fn log_text(&self) -> String {
@@ -122,6 +135,9 @@ impl Drop for Exchange {
         if matches!(self.child.try_wait(), Ok(None)) {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+        if let Some(dir) = &self.ring_dir {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }

@@ -43,6 +43,17 @@ fn send_order(
     .expect("sent");
 }
 
+fn send_cancel(c: &mut FixClient, orig: &str, cl: &str, symbol: &str, side: u8) {
+    c.send(b"F", |e| {
+        e.str(tags::ORIG_CL_ORD_ID, orig.as_bytes())
+            .str(tags::CL_ORD_ID, cl.as_bytes())
+            .str(tags::SYMBOL, symbol.as_bytes())
+            .char(tags::SIDE, side)
+            .timestamp(tags::TRANSACT_TIME, ferrox_gateway::client::unix_ns());
+    })
+    .expect("sent");
+}
+
 /// Every message the gateway sends must be valid under the FIX 4.4 dictionary, so that a
 /// counterparty with data-dictionary validation on accepts it.
 fn assert_valid_fix44(m: &OwnedMessage) {
@@ -197,14 +208,7 @@ fn orders_fill_replace_cancel_and_reject_with_correct_reports() {
     assert_fields(&m, &[(150, "I"), (39, "1"), (151, "40"), (14, "40")]);
 
     // Cancel it.
-    a.send(b"F", |e| {
-        e.str(tags::ORIG_CL_ORD_ID, b"A2")
-            .str(tags::CL_ORD_ID, b"A3")
-            .str(tags::SYMBOL, b"AAPL")
-            .char(tags::SIDE, b'1')
-            .timestamp(tags::TRANSACT_TIME, ferrox_gateway::client::unix_ns());
-    })
-    .expect("sent");
+    send_cancel(&mut a, "A2", "A3", "AAPL", b'1');
     let m = next_for(&mut a, "A3");
     note(&m);
     assert_fields(
@@ -213,14 +217,7 @@ fn orders_fill_replace_cancel_and_reject_with_correct_reports() {
     );
 
     // Cancel of an order that does not exist: OrderCancelReject, unknown order.
-    a.send(b"F", |e| {
-        e.str(tags::ORIG_CL_ORD_ID, b"NOPE")
-            .str(tags::CL_ORD_ID, b"A4")
-            .str(tags::SYMBOL, b"AAPL")
-            .char(tags::SIDE, b'1')
-            .timestamp(tags::TRANSACT_TIME, ferrox_gateway::client::unix_ns());
-    })
-    .expect("sent");
+    send_cancel(&mut a, "NOPE", "A4", "AAPL", b'1');
     let m = next_for(&mut a, "A4");
     assert_eq!(m.msg_type(), b"9");
     assert_fields(&m, &[(434, "1"), (102, "1"), (41, "NOPE")]);
@@ -371,14 +368,7 @@ fn sequence_numbers_sent_messages_and_clordids_survive_a_restart_and_a_crash() {
 
     // The orders resting from before the restarts are known again by their ClOrdIDs.
     for (orig, cl) in [("R1", "R1-cancel"), ("R2", "R2-cancel")] {
-        a.send(b"F", |e| {
-            e.str(tags::ORIG_CL_ORD_ID, orig.as_bytes())
-                .str(tags::CL_ORD_ID, cl.as_bytes())
-                .str(tags::SYMBOL, b"AAPL")
-                .char(tags::SIDE, b'1')
-                .timestamp(tags::TRANSACT_TIME, ferrox_gateway::client::unix_ns());
-        })
-        .expect("sent");
+        send_cancel(&mut a, orig, cl, "AAPL", b'1');
         let m = next_for(&mut a, cl);
         assert_fields(&m, &[(150, "4"), (39, "4")]);
         assert_eq!(m.get_str(tags::ORIG_CL_ORD_ID), Some(orig));

@@ -12,57 +12,11 @@
 
 use ferrox_gateway::fix::dict::validate;
 use ferrox_gateway::fix::{frame, tags, Encoder, Framing, Parser};
+
+#[path = "../benches/common/messages.rs"]
+mod messages;
+use messages::{encode_execution_report, new_order_single, NOW_NS};
 use std::hint::black_box;
-
-/// 2026-11-22 21:59:26.123 UTC.
-const NOW_NS: u64 = 1_795_384_766_123_000_000;
-
-fn new_order_single() -> Vec<u8> {
-    let mut e = Encoder::new(512);
-    e.begin(b"D");
-    e.u64(tags::MSG_SEQ_NUM, 4711)
-        .str(tags::SENDER_COMP_ID, b"CLIENT1")
-        .timestamp(tags::SENDING_TIME, NOW_NS)
-        .str(tags::TARGET_COMP_ID, b"FERROX")
-        .str(tags::CL_ORD_ID, b"ORD-20261122-000042")
-        .str(tags::ACCOUNT, b"7")
-        .char(tags::HANDL_INST, b'1')
-        .str(tags::SYMBOL, b"AAPL")
-        .char(tags::SIDE, b'1')
-        .timestamp(tags::TRANSACT_TIME, NOW_NS)
-        .decimal(tags::ORDER_QTY, 100, 0)
-        .char(tags::ORD_TYPE, b'2')
-        .decimal(tags::PRICE, 19010, 2)
-        .char(tags::TIME_IN_FORCE, b'0');
-    e.finish().to_vec()
-}
-
-fn execution_report(e: &mut Encoder, seq: u64) -> usize {
-    e.begin(b"8");
-    e.u64(tags::MSG_SEQ_NUM, seq)
-        .str(tags::SENDER_COMP_ID, b"FERROX")
-        .timestamp(tags::SENDING_TIME, NOW_NS)
-        .str(tags::TARGET_COMP_ID, b"CLIENT1")
-        .u64(tags::ORDER_ID, 1_000_042)
-        .str(tags::CL_ORD_ID, b"ORD-20261122-000042")
-        .str(tags::EXEC_ID, b"1000042-3")
-        .char(tags::EXEC_TYPE, b'F')
-        .char(tags::ORD_STATUS, b'1')
-        .str(tags::ACCOUNT, b"7")
-        .str(tags::SYMBOL, b"AAPL")
-        .char(tags::SIDE, b'1')
-        .decimal(tags::ORDER_QTY, 100, 0)
-        .char(tags::ORD_TYPE, b'2')
-        .decimal(tags::PRICE, 19010, 2)
-        .char(tags::TIME_IN_FORCE, b'0')
-        .decimal(tags::LAST_PX, 19010, 2)
-        .decimal(tags::LAST_QTY, 40, 0)
-        .decimal(tags::LEAVES_QTY, 60, 0)
-        .decimal(tags::CUM_QTY, 40, 0)
-        .decimal(tags::AVG_PX, 1_901_000_000, 6)
-        .timestamp(tags::TRANSACT_TIME, NOW_NS);
-    e.finish().len()
-}
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -86,7 +40,7 @@ fn main() {
                 let m = parser.parse(buf).expect("parses");
                 usize::from(validate(&m).is_ok())
             }
-            "encode-er" => execution_report(&mut enc, black_box(i)),
+            "encode-er" => encode_execution_report(&mut enc, black_box(i)),
             "encode-heartbeat" => {
                 enc.begin(b"0");
                 enc.u64(tags::MSG_SEQ_NUM, black_box(i))

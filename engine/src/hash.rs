@@ -6,7 +6,7 @@
 //! engine restored from a snapshot with a different slot layout is still the same engine.
 
 use crate::{Engine, NIL};
-use ferrox_protocol::Side;
+use ferrox_protocol::{BookHasher, InstrumentId, OrderId, PriceTicks, QtyLots, Side};
 
 /// A small, fixed, portable hasher (no per-process seed, unlike std's `DefaultHasher`).
 struct StateHasher(u64);
@@ -73,5 +73,31 @@ impl Engine {
         h.word(u64::from(self.orders_live));
         h.word(u64::from(self.levels_live));
         h.0
+    }
+
+    /// The public fingerprint of one instrument's book ([`BookHasher`]), computed by walking it
+    /// without allocating; `None` if the instrument does not exist. Returns the hash, the number
+    /// of live orders, and the number of bid and ask levels.
+    pub fn book_hash(&self, instrument: InstrumentId) -> Option<(u64, u32, u32, u32)> {
+        let book = self.books.get(instrument.0 as usize)?;
+        let mut h = BookHasher::new(instrument);
+        let mut orders = 0u32;
+        for side in [Side::Buy, Side::Sell] {
+            for (_, lvl) in book.side(side).iter() {
+                let mut cur = self.levels[lvl as usize].head;
+                while cur != NIL {
+                    let o = &self.orders[cur as usize];
+                    h.order(side, PriceTicks(o.price), OrderId(o.id), QtyLots(o.qty_open));
+                    orders += 1;
+                    cur = o.next;
+                }
+            }
+        }
+        Some((
+            h.finish(),
+            orders,
+            book.side(Side::Buy).len() as u32,
+            book.side(Side::Sell).len() as u32,
+        ))
     }
 }

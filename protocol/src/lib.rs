@@ -14,12 +14,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bookhash;
 pub mod codes;
 pub mod command;
 pub mod event;
 pub mod types;
 pub mod wire;
 
+pub use bookhash::BookHasher;
 pub use codes::{CancelReason, ExpireReason, RejectCode, RequestKind};
 pub use command::{Cancel, Command, MassCancel, NewOrder, Replace, SequencedCommand, SetStatus};
 pub use event::{Event, EventSink, NullSink, VecSink};

@@ -476,6 +476,7 @@ struct RingSink<'a> {
     out: &'a mut Producer,
     wait: WaitStrategy,
     seq: u64,
+    ts_ns: u64,
     origin: Origin,
     index: u16,
 }
@@ -483,7 +484,7 @@ struct RingSink<'a> {
 impl RingSink<'_> {
     fn push(&mut self, event: Option<&Event>) {
         let mut buf = [0u8; OUTPUT_SLOT_BYTES];
-        frame::encode_output(self.seq, self.origin, self.index, event, &mut buf);
+        frame::encode_output(self.seq, self.ts_ns, self.origin, self.index, event, &mut buf);
         // Events are the record of what happened: they wait for room rather than vanish.
         // A consumer that died is detached by the exchange's supervisor, which frees room.
         while self
@@ -552,6 +553,7 @@ impl EngineAgent {
                 out: output,
                 wait,
                 seq,
+                ts_ns,
                 origin,
                 index: 0,
             };

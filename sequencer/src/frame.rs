@@ -19,13 +19,15 @@
 //!   8  8  ts_ns
 //!  16 80  journal payload
 //!
-//! output ring slot (engine -> consumers), 136 bytes
+//! output ring slot (engine -> consumers), 144 bytes
 //!   0  8  seq            of the command that produced the event
 //!   8  8  producer_ref   of that command
 //!  16  4  producer       of that command
 //!  20  2  flags          bit 0: END (no event; the command is fully processed)
 //!  22  2  event_index    position of the event among the command's events
-//!  24 112 event          wire::encode_event; zero in an END frame
+//!  24  8  ts_ns          of that command (the sequencer's time), so that consumers stamp
+//!                        reports and market data with exchange time, not their own clock
+//!  32 112 event          wire::encode_event; zero in an END frame
 //! ```
 //!
 //! Every command produces exactly one END frame after its events. It is the acknowledgement:
@@ -38,7 +40,7 @@ use ferrox_protocol::{Command, Event};
 pub const INPUT_SLOT_BYTES: usize = 80;
 pub const JOURNAL_PAYLOAD_BYTES: usize = INPUT_SLOT_BYTES;
 pub const ENGINE_SLOT_BYTES: usize = 96;
-pub const OUTPUT_SLOT_BYTES: usize = 136;
+pub const OUTPUT_SLOT_BYTES: usize = 144;
 
 pub const FLAG_END: u16 = 1;
 
@@ -136,6 +138,8 @@ pub fn decode_engine(slot: &[u8]) -> Result<(u64, u64, Origin, Command), FrameEr
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OutputFrame {
     pub seq: u64,
+    /// The sequencer's timestamp of the command.
+    pub ts_ns: u64,
     pub origin: Origin,
     pub event_index: u16,
     /// `None` for the END frame of a command.
@@ -144,6 +148,7 @@ pub struct OutputFrame {
 
 pub fn encode_output(
     seq: u64,
+    ts_ns: u64,
     origin: Origin,
     event_index: u16,
     event: Option<&Event>,
@@ -155,13 +160,14 @@ pub fn encode_output(
     let flags = if event.is_none() { FLAG_END } else { 0 };
     out[20..22].copy_from_slice(&flags.to_le_bytes());
     out[22..24].copy_from_slice(&event_index.to_le_bytes());
+    out[24..32].copy_from_slice(&ts_ns.to_le_bytes());
     match event {
         Some(e) => {
             let mut buf = [0u8; EVENT_BYTES];
             wire::encode_event(e, &mut buf);
-            out[24..136].copy_from_slice(&buf);
+            out[32..144].copy_from_slice(&buf);
         }
-        None => out[24..136].fill(0),
+        None => out[32..144].fill(0),
     }
 }
 
@@ -177,17 +183,18 @@ pub fn decode_output(slot: &[u8]) -> Result<OutputFrame, FrameError> {
         return Err(FrameError::Reserved);
     }
     let event = if flags & FLAG_END != 0 {
-        if slot[24..136].iter().any(|&b| b != 0) {
+        if slot[32..144].iter().any(|&b| b != 0) {
             return Err(FrameError::Reserved);
         }
         None
     } else {
         let mut buf = [0u8; EVENT_BYTES];
-        buf.copy_from_slice(&slot[24..136]);
+        buf.copy_from_slice(&slot[32..144]);
         Some(wire::decode_event(&buf).map_err(FrameError::Event)?)
     };
     Ok(OutputFrame {
         seq: u64_at(slot, 0),
+        ts_ns: u64_at(slot, 24),
         origin: Origin {
             producer_ref: u64_at(slot, 8),
             producer: u32_at(slot, 16),
@@ -228,9 +235,10 @@ mod tests {
         encode_engine(5, 1_000, &input, &mut engine);
         assert_eq!(decode_engine(&engine), Ok((5, 1_000, origin, order())));
         let mut out = [0u8; OUTPUT_SLOT_BYTES];
-        encode_output(5, origin, 0, None, &mut out);
+        encode_output(5, 1_000, origin, 0, None, &mut out);
         let frame = decode_output(&out).unwrap();
         assert_eq!(frame.event, None);
+        assert_eq!(frame.ts_ns, 1_000);
         assert_eq!(frame.origin, origin);
     }
 
@@ -249,7 +257,7 @@ mod tests {
             Err(FrameError::Size { .. })
         ));
         let mut out = [0u8; OUTPUT_SLOT_BYTES];
-        encode_output(1, Origin::default(), 0, None, &mut out);
+        encode_output(1, 0, Origin::default(), 0, None, &mut out);
         out[100] = 1;
         assert_eq!(decode_output(&out), Err(FrameError::Reserved));
     }

@@ -488,7 +488,8 @@ impl BookModel {
             Event::Rejected(_)
             | Event::BookDelta(_)
             | Event::StatusChanged(_)
-            | Event::MassCancelled(_) => {}
+            | Event::MassCancelled(_)
+            | Event::BookChecked(_) => {}
         }
     }
 }

@@ -87,7 +87,12 @@ impl Engine {
                 let mut cur = self.levels[lvl as usize].head;
                 while cur != NIL {
                     let o = &self.orders[cur as usize];
-                    h.order(side, PriceTicks(o.price), OrderId(o.id), QtyLots(o.qty_open));
+                    h.order(
+                        side,
+                        PriceTicks(o.price),
+                        OrderId(o.id),
+                        QtyLots(o.qty_open),
+                    );
                     orders += 1;
                     cur = o.next;
                 }

@@ -295,6 +295,21 @@ impl Engine {
             Command::SetStatus(s) => self.set_status(s, sink),
             Command::EndOfDay => self.end_of_day(sink),
             Command::Tick => {}
+            Command::Checkpoint(c) => {
+                // An unknown instrument has no book to fingerprint; the sequencer only asks for
+                // configured ones, so there is nothing to answer and nothing to change.
+                if let Some((book_hash, orders, bid_levels, ask_levels)) =
+                    self.book_hash(c.instrument)
+                {
+                    sink.event(&Event::BookChecked(ferrox_protocol::event::BookChecked {
+                        instrument: c.instrument,
+                        book_hash,
+                        orders,
+                        bid_levels,
+                        ask_levels,
+                    }));
+                }
+            }
         }
     }
 

@@ -286,6 +286,14 @@ impl Console {
             }
             "eod" => Command::EndOfDay,
             "tick" => Command::Tick,
+            "checkpoint" => {
+                let [s] = positional.as_slice() else {
+                    return Err("usage: checkpoint SYMBOL".into());
+                };
+                Command::Checkpoint(ferrox_protocol::Checkpoint {
+                    instrument: self.symbol(s)?,
+                })
+            }
             "book" => {
                 let [s] = positional.as_slice() else {
                     return Err("usage: book SYMBOL".into());
@@ -414,6 +422,14 @@ impl Console {
                 format!("status    {} {:?}", s(c.instrument).symbol, c.status)
             }
             Event::MassCancelled(m) => format!("mass cancel done: {} orders", m.count),
+            Event::BookChecked(c) => format!(
+                "checkpoint {}: {} orders, {} bid / {} ask levels, book hash {:016x}",
+                s(c.instrument).symbol,
+                c.orders,
+                c.bid_levels,
+                c.ask_levels,
+                c.book_hash
+            ),
         }
     }
 }

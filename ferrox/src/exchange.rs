@@ -69,6 +69,9 @@ pub struct ExchangeSection {
     pub output_consumers_max: usize,
     /// Pin the engine thread to this core; default: the last core, if there are at least two.
     pub engine_core: Option<usize>,
+    /// Each instrument's book fingerprint is taken once per this interval (0: never), so that
+    /// market-data subscribers can check their books against the engine's.
+    pub checkpoint_interval_ms: u64,
 }
 
 impl Default for ExchangeSection {
@@ -87,6 +90,7 @@ impl Default for ExchangeSection {
             output_ring_slots: 262_144,
             output_consumers_max: 8,
             engine_core: None,
+            checkpoint_interval_ms: 1_000,
         }
     }
 }
@@ -251,6 +255,10 @@ pub fn start(config: &ExchangeConfig, stop: Arc<AtomicBool>) -> Result<Running, 
         recovered.last_ts_ns,
         4096,
         Arc::clone(&stats),
+    )
+    .with_checkpoints(
+        config.engine.instruments.len() as u32,
+        Duration::from_millis(x.checkpoint_interval_ms),
     );
 
     // Take the core list once, before any thread is pinned.

@@ -27,6 +27,10 @@ pub enum Command {
     EndOfDay,
     /// Carries time only, so that GTD orders expire even when no other command arrives.
     Tick,
+    /// Asks the engine for the fingerprint of one instrument's book (`Event::BookChecked`), so
+    /// that market-data subscribers can prove their rebuilt book is the engine's. The sequencer
+    /// sends these on a timer; they change no state.
+    Checkpoint(Checkpoint),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,4 +118,9 @@ pub struct MassCancel {
 pub struct SetStatus {
     pub instrument: InstrumentId,
     pub status: InstrumentStatus,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub instrument: InstrumentId,
 }

@@ -26,6 +26,7 @@ pub enum Event {
     BookDelta(BookDelta),
     StatusChanged(StatusChanged),
     MassCancelled(MassCancelled),
+    BookChecked(BookChecked),
 }
 
 /// A new order passed every check and got its id.
@@ -169,6 +170,17 @@ pub struct MassCancelled {
     pub account: Option<AccountId>,
     pub client_order_id: ClientOrderId,
     pub count: u32,
+}
+
+/// The answer to `Command::Checkpoint`: the instrument's [`crate::BookHasher`] fingerprint and
+/// sizes at this point of the event stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BookChecked {
+    pub instrument: InstrumentId,
+    pub book_hash: u64,
+    pub orders: u32,
+    pub bid_levels: u32,
+    pub ask_levels: u32,
 }
 
 /// Receives the engine's events. Implementations on the hot path must not allocate or block:

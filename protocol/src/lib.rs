@@ -23,7 +23,9 @@ pub mod wire;
 
 pub use bookhash::BookHasher;
 pub use codes::{CancelReason, ExpireReason, RejectCode, RequestKind};
-pub use command::{Cancel, Command, MassCancel, NewOrder, Replace, SequencedCommand, SetStatus};
+pub use command::{
+    Cancel, Checkpoint, Command, MassCancel, NewOrder, Replace, SequencedCommand, SetStatus,
+};
 pub use event::{Event, EventSink, NullSink, VecSink};
 pub use types::{
     AccountId, ClientOrderId, InstrumentId, InstrumentStatus, OrderId, OrderType, PriceTicks,

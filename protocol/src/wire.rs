@@ -75,6 +75,13 @@
 //!  16  8  reserved                |                                 |   1 63  reserved
 //!  24  8  client_order_id         |                                 |
 //!  32 32  reserved                |                                 |
+//!
+//! off sz  8 Checkpoint            |
+//! --- --  ----------------------- |
+//!   0  1  kind                    |
+//!   1  7  reserved                |
+//!   8  4  instrument              |
+//!  12 52  reserved                |
 //! ```
 //!
 //! `SequencedCommand::seq` and `ts_ns` are not part of a command record: the sequencer's
@@ -149,6 +156,17 @@
 //!                                 |  24  8  client_order_id         |
 //!                                 |  32  4  count                   |
 //!                                 |  36 76  reserved                |
+//!
+//! off sz 12 BookChecked           |
+//! --- --  ----------------------- |
+//!   0  1  kind                    |
+//!   1  7  reserved                |
+//!   8  4  instrument              |
+//!  12  4  orders                  |
+//!  16  8  book_hash               |
+//!  24  4  bid_levels              |
+//!  28  4  ask_levels              |
+//!  32 80  reserved                |
 //! ```
 //!
 //! The tests parse these tables and check them against the encoder, so they cannot drift from
@@ -157,10 +175,10 @@
 use core::fmt;
 
 use crate::codes::{CancelReason, ExpireReason, RejectCode, RequestKind};
-use crate::command::{Cancel, Command, MassCancel, NewOrder, Replace, SetStatus};
+use crate::command::{Cancel, Checkpoint, Command, MassCancel, NewOrder, Replace, SetStatus};
 use crate::event::{
-    Accepted, BookDelta, Cancelled, Event, Expired, MassCancelled, Rejected, Replaced, Restated,
-    Rested, StatusChanged, Trade,
+    Accepted, BookChecked, BookDelta, Cancelled, Event, Expired, MassCancelled, Rejected, Replaced,
+    Restated, Rested, StatusChanged, Trade,
 };
 use crate::types::{
     AccountId, ClientOrderId, InstrumentId, InstrumentStatus, OrderId, OrderType, PriceTicks,
@@ -187,6 +205,7 @@ const CMD_MASS_CANCEL: u8 = 4;
 const CMD_SET_STATUS: u8 = 5;
 const CMD_END_OF_DAY: u8 = 6;
 const CMD_TICK: u8 = 7;
+const CMD_CHECKPOINT: u8 = 8;
 
 const EVT_ACCEPTED: u8 = 1;
 const EVT_REJECTED: u8 = 2;
@@ -199,6 +218,7 @@ const EVT_EXPIRED: u8 = 8;
 const EVT_BOOK_DELTA: u8 = 9;
 const EVT_STATUS_CHANGED: u8 = 10;
 const EVT_MASS_CANCELLED: u8 = 11;
+const EVT_BOOK_CHECKED: u8 = 12;
 
 /// Why a buffer is not a valid record. Every variant names the byte offset and the field (as
 /// in the layout tables) and carries the offending value, so that a corrupt journal record can
@@ -352,6 +372,10 @@ pub fn encode_command(cmd: &Command, out: &mut [u8; COMMAND_BYTES]) {
         }
         Command::EndOfDay => w.u8::<0>(CMD_END_OF_DAY),
         Command::Tick => w.u8::<0>(CMD_TICK),
+        Command::Checkpoint(c) => {
+            w.u8::<0>(CMD_CHECKPOINT);
+            w.u32::<8>(c.instrument.0);
+        }
     }
 }
 
@@ -433,6 +457,14 @@ pub fn decode_command(buf: &[u8; COMMAND_BYTES]) -> Result<Command, DecodeError>
         CMD_TICK => {
             r.reserved::<1, 64>()?;
             Command::Tick
+        }
+        CMD_CHECKPOINT => {
+            let c = Checkpoint {
+                instrument: InstrumentId(r.u32::<8>()),
+            };
+            r.reserved::<1, 8>()?;
+            r.reserved::<12, 64>()?;
+            Command::Checkpoint(c)
         }
         value => {
             return Err(DecodeError::UnknownKind {
@@ -566,6 +598,14 @@ pub fn encode_event(event: &Event, out: &mut [u8; EVENT_BYTES]) {
             w.option_u32::<2, 12>(e.account.map(|a| a.0));
             w.u64::<24>(e.client_order_id.0);
             w.u32::<32>(e.count);
+        }
+        Event::BookChecked(e) => {
+            w.u8::<0>(EVT_BOOK_CHECKED);
+            w.u32::<8>(e.instrument.0);
+            w.u32::<12>(e.orders);
+            w.u64::<16>(e.book_hash);
+            w.u32::<24>(e.bid_levels);
+            w.u32::<28>(e.ask_levels);
         }
     }
 }
@@ -741,6 +781,18 @@ pub fn decode_event(buf: &[u8; EVENT_BYTES]) -> Result<Event, DecodeError> {
             r.reserved::<16, 24>()?;
             r.reserved::<36, 112>()?;
             Event::MassCancelled(e)
+        }
+        EVT_BOOK_CHECKED => {
+            let e = BookChecked {
+                instrument: InstrumentId(r.u32::<8>()),
+                orders: r.u32::<12>(),
+                book_hash: r.u64::<16>(),
+                bid_levels: r.u32::<24>(),
+                ask_levels: r.u32::<28>(),
+            };
+            r.reserved::<1, 8>()?;
+            r.reserved::<32, 112>()?;
+            Event::BookChecked(e)
         }
         value => {
             return Err(DecodeError::UnknownKind {
@@ -957,13 +1009,23 @@ mod tests {
             })
         );
         let mut buf = [0; EVENT_BYTES];
-        buf[0] = 12;
+        buf[0] = 13;
         assert_eq!(
             decode_event(&buf),
             Err(DecodeError::UnknownKind {
                 offset: 0,
                 field: "kind",
-                value: 12
+                value: 13
+            })
+        );
+        let mut buf = [0; COMMAND_BYTES];
+        buf[0] = 9;
+        assert_eq!(
+            decode_command(&buf),
+            Err(DecodeError::UnknownKind {
+                offset: 0,
+                field: "kind",
+                value: 9
             })
         );
     }

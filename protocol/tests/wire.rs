@@ -5,10 +5,12 @@
 //! number to run them from another seed. Every failure message names the seed.
 
 use ferrox_protocol::codes::{CancelReason, ExpireReason, RejectCode, RequestKind};
-use ferrox_protocol::command::{Cancel, Command, MassCancel, NewOrder, Replace, SetStatus};
+use ferrox_protocol::command::{
+    Cancel, Checkpoint, Command, MassCancel, NewOrder, Replace, SetStatus,
+};
 use ferrox_protocol::event::{
-    Accepted, BookDelta, Cancelled, Event, Expired, MassCancelled, Rejected, Replaced, Restated,
-    Rested, StatusChanged, Trade,
+    Accepted, BookChecked, BookDelta, Cancelled, Event, Expired, MassCancelled, Rejected, Replaced,
+    Restated, Rested, StatusChanged, Trade,
 };
 use ferrox_protocol::types::{
     AccountId, ClientOrderId, InstrumentId, InstrumentStatus, OrderId, OrderType, PriceTicks,
@@ -203,6 +205,21 @@ fn golden_commands() -> Vec<(Command, &'static str)> {
             "
             07 00 00 00 00 00 00 00  # kind reserved
             00 00 00 00 00 00 00 00
+            00 00 00 00 00 00 00 00
+            00 00 00 00 00 00 00 00
+            00 00 00 00 00 00 00 00
+            00 00 00 00 00 00 00 00
+            00 00 00 00 00 00 00 00
+            00 00 00 00 00 00 00 00
+            ",
+        ),
+        (
+            Command::Checkpoint(Checkpoint {
+                instrument: INSTRUMENT,
+            }),
+            "
+            08 00 00 00 00 00 00 00  # kind reserved
+            07 01 00 00 00 00 00 00  # instrument reserved
             00 00 00 00 00 00 00 00
             00 00 00 00 00 00 00 00
             00 00 00 00 00 00 00 00
@@ -519,6 +536,31 @@ fn golden_events() -> Vec<(Event, &'static str)> {
             00 00 00 00 00 00 00 00
             ",
         ),
+        (
+            Event::BookChecked(BookChecked {
+                instrument: INSTRUMENT,
+                book_hash: 0x1122_3344_5566_7788,
+                orders: 5,
+                bid_levels: 2,
+                ask_levels: 3,
+            }),
+            "
+            0c 00 00 00 00 00 00 00  # kind reserved
+            07 01 00 00 05 00 00 00  # instrument orders
+            88 77 66 55 44 33 22 11  # book_hash
+            02 00 00 00 03 00 00 00  # bid_levels ask_levels
+            00 00 00 00 00 00 00 00  # reserved
+            00 00 00 00 00 00 00 00
+            00 00 00 00 00 00 00 00
+            00 00 00 00 00 00 00 00
+            00 00 00 00 00 00 00 00
+            00 00 00 00 00 00 00 00
+            00 00 00 00 00 00 00 00
+            00 00 00 00 00 00 00 00
+            00 00 00 00 00 00 00 00
+            00 00 00 00 00 00 00 00
+            ",
+        ),
     ]
 }
 
@@ -540,7 +582,7 @@ fn constants_are_as_documented() {
 #[test]
 fn golden_command_bytes() {
     let golden = golden_commands();
-    assert_eq!(golden.len(), 7, "one golden vector per command kind");
+    assert_eq!(golden.len(), 8, "one golden vector per command kind");
     for (cmd, text) in golden {
         let expected: [u8; COMMAND_BYTES] = hex(text);
         assert_eq!(command_bytes(&cmd), expected, "encoding of {cmd:?}");
@@ -551,7 +593,7 @@ fn golden_command_bytes() {
 #[test]
 fn golden_event_bytes() {
     let golden = golden_events();
-    assert_eq!(golden.len(), 11, "one golden vector per event kind");
+    assert_eq!(golden.len(), 12, "one golden vector per event kind");
     for (event, text) in golden {
         let expected: [u8; EVENT_BYTES] = hex(text);
         assert_eq!(event_bytes(&event), expected, "encoding of {event:?}");
@@ -814,7 +856,7 @@ impl Rng {
 }
 
 fn random_command(rng: &mut Rng) -> Command {
-    match rng.below(7) {
+    match rng.below(8) {
         0 => Command::NewOrder(NewOrder {
             instrument: rng.instrument(),
             account: rng.account(),
@@ -857,12 +899,15 @@ fn random_command(rng: &mut Rng) -> Command {
             status: rng.pick(InstrumentStatus::ALL),
         }),
         5 => Command::EndOfDay,
+        6 => Command::Checkpoint(Checkpoint {
+            instrument: rng.instrument(),
+        }),
         _ => Command::Tick,
     }
 }
 
 fn random_event(rng: &mut Rng) -> Event {
-    match rng.below(11) {
+    match rng.below(12) {
         0 => Event::Accepted(Accepted {
             order_id: rng.order(),
             instrument: rng.instrument(),
@@ -961,6 +1006,13 @@ fn random_event(rng: &mut Rng) -> Event {
         9 => Event::StatusChanged(StatusChanged {
             instrument: rng.instrument(),
             status: rng.pick(InstrumentStatus::ALL),
+        }),
+        10 => Event::BookChecked(BookChecked {
+            instrument: rng.instrument(),
+            book_hash: rng.u64(),
+            orders: rng.u32(),
+            bid_levels: rng.u32(),
+            ask_levels: rng.u32(),
         }),
         _ => Event::MassCancelled(MassCancelled {
             instrument: {

@@ -21,7 +21,7 @@ use crate::frame::{self, Origin, ENGINE_SLOT_BYTES, INPUT_SLOT_BYTES, OUTPUT_SLO
 use crate::journal::{Journal, JournalError, Storage};
 use crate::ring::{Consumer, PeerStatus, Producer, RingSpec, Start, WaitStrategy};
 use ferrox_engine::Engine;
-use ferrox_protocol::{Event, EventSink, SequencedCommand};
+use ferrox_protocol::{Checkpoint, Command, Event, EventSink, InstrumentId, SequencedCommand};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -185,6 +185,21 @@ pub struct SequencerAgent<S: Storage> {
     background: Option<Arc<BackgroundSync>>,
     /// The active segment the background syncer was last told about.
     announced_segment: PathBuf,
+    checkpoints: Option<Checkpoints>,
+}
+
+/// The producer number of commands the sequencer makes itself (checkpoints). No input ring
+/// has it, so no producer mistakes their acknowledgements for its own.
+pub const SEQUENCER_PRODUCER: u32 = u32::MAX;
+
+/// When the next `Command::Checkpoint` is due and for which instrument. One instrument per
+/// step, spread evenly over the interval, so that the engine never walks every book at once.
+struct Checkpoints {
+    instruments: u32,
+    step_ns: u64,
+    next_ns: u64,
+    next_instrument: u32,
+    made: u64,
 }
 
 /// Wall-clock nanoseconds since the Unix epoch: the exchange's time.
@@ -249,7 +264,31 @@ impl<S: Storage> SequencerAgent<S> {
             stats,
             background: None,
             announced_segment: PathBuf::new(),
+            checkpoints: None,
         }
+    }
+
+    /// Asks the engine for each instrument's book fingerprint once per `interval` (one
+    /// instrument every `interval / instruments`), so that market-data subscribers can compare
+    /// their books with the engine's. Checkpoints are journalled like any command, so a replay
+    /// gives the same fingerprints at the same places.
+    pub fn with_checkpoints(mut self, instruments: u32, interval: Duration) -> Self {
+        if instruments > 0 && !interval.is_zero() {
+            let step_ns = (duration_ns(interval) / u64::from(instruments)).max(1);
+            self.checkpoints = Some(Checkpoints {
+                instruments,
+                step_ns,
+                next_ns: monotonic_ns().saturating_add(step_ns),
+                next_instrument: 0,
+                made: 0,
+            });
+        }
+        self
+    }
+
+    /// Checkpoint commands made so far.
+    pub fn checkpoints_made(&self) -> u64 {
+        self.checkpoints.as_ref().map_or(0, |c| c.made)
     }
 
     /// In async mode, hands the interval sync to a [`BackgroundSync`] run by another thread.
@@ -395,6 +434,34 @@ impl<S: Storage> SequencerAgent<S> {
                 }
             }
             self.round_robin = (self.round_robin + 1) % n.max(1);
+            if taken < room {
+                if let Some(c) = self.checkpoints.as_mut() {
+                    if now_ns >= c.next_ns {
+                        // One at a time, and late ones are not made up: a checkpoint is a
+                        // sample, not a schedule to catch up with.
+                        c.next_ns = now_ns.saturating_add(c.step_ns);
+                        let instrument = InstrumentId(c.next_instrument);
+                        c.next_instrument = (c.next_instrument + 1) % c.instruments;
+                        c.made += 1;
+                        let mut slot = [0u8; INPUT_SLOT_BYTES];
+                        frame::encode_input(
+                            Origin {
+                                producer: SEQUENCER_PRODUCER,
+                                producer_ref: c.made,
+                            },
+                            &Command::Checkpoint(Checkpoint { instrument }),
+                            &mut slot,
+                        );
+                        let seq = self.next_seq;
+                        self.journal.append(seq, ts_ns, &slot)?;
+                        self.next_seq += 1;
+                        let mut out = [0u8; ENGINE_SLOT_BYTES];
+                        frame::encode_engine(seq, ts_ns, &slot, &mut out);
+                        self.staged.push(out);
+                        taken = self.staged.len();
+                    }
+                }
+            }
         }
         if !self.staged.is_empty() {
             match self.durability {
@@ -484,7 +551,14 @@ struct RingSink<'a> {
 impl RingSink<'_> {
     fn push(&mut self, event: Option<&Event>) {
         let mut buf = [0u8; OUTPUT_SLOT_BYTES];
-        frame::encode_output(self.seq, self.ts_ns, self.origin, self.index, event, &mut buf);
+        frame::encode_output(
+            self.seq,
+            self.ts_ns,
+            self.origin,
+            self.index,
+            event,
+            &mut buf,
+        );
         // Events are the record of what happened: they wait for room rather than vanish.
         // A consumer that died is detached by the exchange's supervisor, which frees room.
         while self

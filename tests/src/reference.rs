@@ -269,8 +269,34 @@ impl ReferenceBook {
             Command::SetStatus(s) => self.set_status(s),
             Command::EndOfDay => self.end_of_day(),
             Command::Tick => {}
+            Command::Checkpoint(c) => self.checkpoint(c.instrument),
         }
         std::mem::take(&mut self.out)
+    }
+
+    /// The fingerprint from the model's own book snapshot, through the public `BookHasher`.
+    fn checkpoint(&mut self, instrument: InstrumentId) {
+        let Some(book) = self.book(instrument) else {
+            return;
+        };
+        let mut h = ferrox_protocol::BookHasher::new(instrument);
+        let mut orders = 0u32;
+        for (side, levels) in [(Side::Buy, &book.bids), (Side::Sell, &book.asks)] {
+            for level in levels {
+                for o in &level.orders {
+                    h.order(side, o.price, o.order_id, o.qty_open);
+                    orders += 1;
+                }
+            }
+        }
+        self.out
+            .push(Event::BookChecked(ferrox_protocol::event::BookChecked {
+                instrument,
+                book_hash: h.finish(),
+                orders,
+                bid_levels: book.bids.len() as u32,
+                ask_levels: book.asks.len() as u32,
+            }));
     }
 
     // ----- inspection ---------------------------------------------------------------------

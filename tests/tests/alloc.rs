@@ -88,7 +88,7 @@ fn allocations_during<R>(f: impl FnOnce() -> R) -> (R, u64) {
 #[derive(Clone, PartialEq, Eq, Debug)]
 struct Counters {
     /// By event kind, in the order of `KINDS`.
-    kinds: [u64; 11],
+    kinds: [u64; 12],
     /// By reject code number minus 100.
     rejects: [u64; 32],
     /// By cancel reason number.
@@ -99,7 +99,7 @@ struct Counters {
     trade_digest: u64,
 }
 
-const KINDS: [&str; 11] = [
+const KINDS: [&str; 12] = [
     "Accepted",
     "Rejected",
     "Trade",
@@ -111,12 +111,13 @@ const KINDS: [&str; 11] = [
     "BookDelta",
     "StatusChanged",
     "MassCancelled",
+    "BookChecked",
 ];
 
 impl Counters {
     fn new() -> Self {
         Counters {
-            kinds: [0; 11],
+            kinds: [0; 12],
             rejects: [0; 32],
             cancels: [0; 16],
             expired: [0; 4],
@@ -171,6 +172,7 @@ impl EventSink for Counters {
             Event::BookDelta(_) => 8,
             Event::StatusChanged(_) => 9,
             Event::MassCancelled(_) => 10,
+            Event::BookChecked(_) => 11,
         };
         self.kinds[kind] += 1;
     }
@@ -369,11 +371,15 @@ impl Generator {
                     status: InstrumentStatus::Halted,
                 })
             }
-            85..=87 => {
+            85..=86 => {
                 // A larger step in time, so that GTD orders reach their expiry.
                 self.ts += self.rng.below(40_000);
                 Command::Tick
             }
+            // The book fingerprint walks a whole book; it must not allocate either.
+            87 => Command::Checkpoint(ferrox_protocol::Checkpoint {
+                instrument: InstrumentId(self.rng.below(3) as u32),
+            }),
             _ => Command::NewOrder(self.hostile_order()),
         }
     }

@@ -317,7 +317,10 @@ impl CommandGen {
                 Event::StatusChanged(s) => {
                     self.halted[s.instrument.0 as usize] = s.status == InstrumentStatus::Halted;
                 }
-                Event::Rejected(_) | Event::BookDelta(_) | Event::MassCancelled(_) => {}
+                Event::Rejected(_)
+                | Event::BookDelta(_)
+                | Event::MassCancelled(_)
+                | Event::BookChecked(_) => {}
             }
         }
     }
@@ -364,6 +367,14 @@ impl CommandGen {
             Kind::MassCancel => self.mass_cancel(),
             Kind::SetStatus => self.set_status(),
             Kind::EndOfDay => Command::EndOfDay,
+            // Half the time-only commands ask for a book fingerprint instead, sometimes of an
+            // instrument that does not exist, so that the engine's allocation-free walk is
+            // checked against the reference model's snapshot on every kind of book.
+            Kind::Tick if self.rng.percent(50) => {
+                Command::Checkpoint(ferrox_protocol::Checkpoint {
+                    instrument: InstrumentId(self.rng.below(self.specs.len() as u64 + 1) as u32),
+                })
+            }
             Kind::Tick => Command::Tick,
         };
         SequencedCommand {
@@ -1097,6 +1108,7 @@ impl Coverage {
                 Event::BookDelta(_) => "BookDelta",
                 Event::StatusChanged(_) => "StatusChanged",
                 Event::MassCancelled(_) => "MassCancelled",
+                Event::BookChecked(_) => "BookChecked",
             };
             *self.events.entry(kind).or_default() += 1;
         }

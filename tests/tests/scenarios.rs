@@ -507,6 +507,13 @@ fn render(event: &Event) -> String {
             filter(m.account),
             m.count
         ),
+        Event::BookChecked(c) => format!(
+            "BookChecked orders={} levels={}/{}{}",
+            c.orders,
+            c.bid_levels,
+            c.ask_levels,
+            inst(c.instrument)
+        ),
     }
 }
 

@@ -1646,7 +1646,7 @@ impl OrderManager {
                     *status = s.status;
                 }
             }
-            Event::Rested(_) | Event::BookDelta(_) => {}
+            Event::Rested(_) | Event::BookDelta(_) | Event::BookChecked(_) => {}
         }
     }
 

@@ -16,6 +16,7 @@ use ferrox_engine::EngineConfig;
 use ferrox_gateway::config::GatewayFile;
 use ferrox_gateway::server::{GatewayAgent, Operator};
 use ferrox_gateway::venue::{RingVenue, Venue};
+use ferrox_marketdata::server::ServerStats;
 use ferrox_sequencer::agents::{
     engine_ring_path, engine_ring_spec, input_ring_spec, output_ring_path, output_ring_spec,
     Durability, EngineAgent, SequencerAgent, SequencerStats,
@@ -24,6 +25,8 @@ use ferrox_sequencer::journal::{JournalError, JournalOptions};
 use ferrox_sequencer::recovery::{self, RecoveryError};
 use ferrox_sequencer::ring::{Consumer, Producer, Start, WaitStrategy};
 use serde::Deserialize;
+
+use crate::marketdata::{self, MarketdataFile};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -42,6 +45,9 @@ pub struct ExchangeFile {
     /// The FIX gateway; absent means no gateway.
     #[serde(default)]
     pub gateway: Option<GatewayFile>,
+    /// The market-data publisher; absent means no market data.
+    #[serde(default)]
+    pub marketdata: Option<MarketdataFile>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -88,7 +94,9 @@ impl Default for ExchangeSection {
             input_ring_slots: 4096,
             engine_ring_slots: 65536,
             output_ring_slots: 262_144,
-            output_consumers_max: 8,
+            // The console, the gateway and load producers use slots 0-7 (their producer
+            // numbers); market data takes 8.
+            output_consumers_max: 12,
             engine_core: None,
             checkpoint_interval_ms: 1_000,
         }
@@ -101,6 +109,7 @@ pub struct ExchangeConfig {
     pub exchange: ExchangeSection,
     pub durability: Durability,
     pub gateway: Option<GatewayFile>,
+    pub marketdata: Option<MarketdataFile>,
 }
 
 pub fn parse_config(text: &str, name: &str) -> Result<ExchangeConfig, String> {
@@ -151,11 +160,16 @@ pub fn parse_config(text: &str, name: &str) -> Result<ExchangeConfig, String> {
             ));
         }
     }
+    if let Some(md) = &file.marketdata {
+        md.validate(x.producers_max, x.output_consumers_max)
+            .map_err(|e| format!("{name}: {e}"))?;
+    }
     Ok(ExchangeConfig {
         engine,
         exchange: x,
         durability,
         gateway: file.gateway,
+        marketdata: file.marketdata,
     })
 }
 
@@ -187,6 +201,8 @@ pub struct Running {
     pub gateway_operator: Option<Sender<Operator>>,
     /// The address the gateway listens on, if it runs.
     pub gateway_addr: Option<std::net::SocketAddr>,
+    /// The market-data publisher's counters, if it runs.
+    pub marketdata: Option<Arc<ServerStats>>,
 }
 
 fn describe_journal_error(e: JournalError, dir: &Path) -> String {
@@ -242,6 +258,31 @@ pub fn start(config: &ExchangeConfig, stop: Arc<AtomicBool>) -> Result<Running, 
         .map_err(|e| format!("cannot attach to ring {}: {e}", engine_path.display()))?;
     let output = Producer::create(&output_path, output_spec)
         .map_err(|e| format!("cannot create ring {}: {e}", output_path.display()))?;
+    // The publisher is seeded from the recovered books and attached to the output ring before
+    // the engine runs, so it sees every event after the state it was seeded with.
+    let marketdata = match &config.marketdata {
+        Some(md) if md.enabled => {
+            let server = marketdata::prepare(
+                md,
+                &recovered.engine,
+                config.engine.limits.orders_max as usize,
+            )?;
+            eprintln!("ferrox: {}", marketdata::describe(md, &server));
+            let consumer =
+                Consumer::attach(&output_path, output_spec, md.consumer, Start::Producer).map_err(
+                    |e| {
+                        format!(
+                            "market data cannot attach to ring {}: {e}",
+                            output_path.display()
+                        )
+                    },
+                )?;
+            Some((server, consumer))
+        }
+        _ => None,
+    };
+    let md_start_ts_ns = recovered.last_ts_ns;
+    let engine_done = Arc::new(AtomicBool::new(false));
 
     let stats = Arc::new(SequencerStats::default());
     let sequencer = SequencerAgent::new(
@@ -330,13 +371,43 @@ pub fn start(config: &ExchangeConfig, stop: Arc<AtomicBool>) -> Result<Running, 
                 .map_err(|e| e.to_string())?,
         );
     }
+    // The gateway attaches to the output ring before the engine runs, with its market-data
+    // depth seeded from the recovered books, so its view starts exactly where its reading does.
+    let (gateway_operator, gateway_addr) = match &config.gateway {
+        Some(g) if g.enabled => {
+            let mut levels = Vec::new();
+            for i in 0..config.engine.instruments.len() as u32 {
+                for side in [ferrox_protocol::Side::Buy, ferrox_protocol::Side::Sell] {
+                    for l in recovered
+                        .engine
+                        .levels_of(ferrox_protocol::InstrumentId(i), side)
+                    {
+                        levels.push((i, side, l.price.0, l.qty_total.0, l.orders.len() as u32));
+                    }
+                }
+            }
+            let (tx, addr, handle) = start_gateway(config, g, &levels, Arc::clone(&stop))?;
+            threads.push(handle);
+            (Some(tx), Some(addr))
+        }
+        _ => (None, None),
+    };
     let snapshot_every = x.snapshot_every;
     let data_dir = x.data_dir.clone();
     let engine = recovered.engine;
     let stats_engine = Arc::clone(&stats);
+    let engine_finished = Arc::clone(&engine_done);
     let engine_thread = thread::Builder::new()
         .name("ferrox-engine".into())
         .spawn(move || {
+            // Set however the thread ends, so that the market-data thread can finish draining.
+            struct Done(Arc<AtomicBool>);
+            impl Drop for Done {
+                fn drop(&mut self) {
+                    self.0.store(true, Ordering::Release);
+                }
+            }
+            let _done = Done(engine_finished);
             if let Some(core) = engine_core {
                 if !core_affinity::set_for_current(core) {
                     eprintln!(
@@ -378,13 +449,20 @@ pub fn start(config: &ExchangeConfig, stop: Arc<AtomicBool>) -> Result<Running, 
             })
         })
         .map_err(|e| e.to_string())?;
-    let (gateway_operator, gateway_addr) = match &config.gateway {
-        Some(g) if g.enabled => {
-            let (tx, addr, handle) = start_gateway(config, g, Arc::clone(&stop))?;
-            threads.push(handle);
-            (Some(tx), Some(addr))
+    let marketdata_stats = match marketdata {
+        Some((server, consumer)) => {
+            let md_stats = server.stats();
+            let stop = Arc::clone(&stop);
+            let done = Arc::clone(&engine_done);
+            threads.push(
+                thread::Builder::new()
+                    .name("ferrox-marketdata".into())
+                    .spawn(move || marketdata::run(server, consumer, md_start_ts_ns, &stop, &done))
+                    .map_err(|e| e.to_string())?,
+            );
+            Some(md_stats)
         }
-        _ => (None, None),
+        None => None,
     };
     Ok(Running {
         stats,
@@ -393,6 +471,7 @@ pub fn start(config: &ExchangeConfig, stop: Arc<AtomicBool>) -> Result<Running, 
         engine_thread: Some(engine_thread),
         gateway_operator,
         gateway_addr,
+        marketdata: marketdata_stats,
     })
 }
 
@@ -409,6 +488,7 @@ type GatewayStart = (
 fn start_gateway(
     config: &ExchangeConfig,
     g: &GatewayFile,
+    levels: &[(u32, ferrox_protocol::Side, i64, u64, u32)],
     stop: Arc<AtomicBool>,
 ) -> Result<GatewayStart, String> {
     let x = &config.exchange;
@@ -436,6 +516,10 @@ fn start_gateway(
         venue,
         Box::new(|line: &str| eprintln!("ferrox: {line}")),
     )?;
+    let mut agent = agent;
+    for &(instrument, side, price, qty, count) in levels {
+        agent.md_seed_level(instrument, side, price, qty, count);
+    }
     let addr = agent
         .local_addr()
         .ok_or_else(|| "gateway listener has no address".to_string())?;

@@ -8,6 +8,7 @@ mod client;
 mod console;
 mod exchange;
 mod fixclient;
+mod marketdata;
 
 use clap::{Parser, Subcommand};
 use ferrox_engine::Engine;
@@ -69,6 +70,11 @@ enum Cmd {
         #[arg(long, default_value_t = 30)]
         connect_timeout: u64,
     },
+    /// Market data: `ferrox md watch SYMBOL` joins the feed and shows the book.
+    Md {
+        #[command(subcommand)]
+        command: MdCmd,
+    },
     /// Print the embedded default configuration.
     DefaultConfig,
     /// Check a configuration file and print its instruments in engine units.
@@ -100,6 +106,73 @@ enum Cmd {
         #[arg(long)]
         script: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum MdCmd {
+    /// Join the feed, recover, keep the book of SYMBOL and show a live ladder and the last
+    /// trades. Addresses come from the configuration's [marketdata] (the embedded default
+    /// without --config) unless given.
+    Watch {
+        symbol: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The feed: a multicast group:port, or a unicast address to bind.
+        #[arg(long)]
+        feed: Option<String>,
+        /// The interface to join the multicast group on.
+        #[arg(long)]
+        interface: Option<std::net::Ipv4Addr>,
+        /// The recovery service, host:port.
+        #[arg(long)]
+        recovery: Option<String>,
+        #[arg(long, default_value_t = 10)]
+        depth: usize,
+        /// Verify sequence continuity and every engine checkpoint; exit 1 on a divergence.
+        #[arg(long)]
+        check: bool,
+        /// Stop after this many seconds (0: until Ctrl-C or the end of the session).
+        #[arg(long, default_value_t = 0)]
+        seconds: u64,
+        /// A summary line per second instead of redrawing the terminal.
+        #[arg(long)]
+        plain: bool,
+    },
+}
+
+fn md_watch(cmd: MdCmd) -> Result<(), String> {
+    let MdCmd::Watch {
+        symbol,
+        config,
+        feed,
+        interface,
+        recovery,
+        depth,
+        check,
+        seconds,
+        plain,
+    } = cmd;
+    let (feed_default, interface_default, recovery_default) =
+        marketdata::addresses(config.as_deref(), DEFAULT_CONFIG)?;
+    let stop = exchange::install_signal_flag()?;
+    let ok = marketdata::watch(
+        &marketdata::WatchOptions {
+            symbol,
+            feed: feed.unwrap_or(feed_default),
+            interface: interface.unwrap_or(interface_default),
+            recovery: recovery.unwrap_or(recovery_default),
+            depth: depth.clamp(1, 255),
+            check,
+            seconds,
+            plain,
+        },
+        &stop,
+    )?;
+    if ok {
+        Ok(())
+    } else {
+        Err("market-data check failed".into())
+    }
 }
 
 fn load_config(path: Option<&PathBuf>) -> Result<exchange::ExchangeConfig, String> {
@@ -184,6 +257,7 @@ fn serve(config: Option<PathBuf>, with_console: bool) -> Result<(), String> {
         let exchange_section = config.exchange.clone();
         let durability = config.durability;
         let gateway = config.gateway.clone();
+        let marketdata = config.marketdata.clone();
         let operator = running.gateway_operator.clone();
         std::thread::Builder::new()
             .name("ferrox-console".into())
@@ -193,6 +267,7 @@ fn serve(config: Option<PathBuf>, with_console: bool) -> Result<(), String> {
                     exchange: exchange_section,
                     durability,
                     gateway,
+                    marketdata,
                 };
                 if let Err(e) =
                     client::remote_console(&cfg, &stop_console, interactive, operator.as_ref())
@@ -221,7 +296,11 @@ fn serve(config: Option<PathBuf>, with_console: bool) -> Result<(), String> {
         producers = now;
     }
     eprintln!("ferrox: stopping: intake closed, draining rings, syncing the journal");
+    let md_stats = running.marketdata.clone();
     let stopped = running.shutdown()?;
+    if let Some(stats) = md_stats {
+        eprintln!("ferrox: {}", marketdata::stats_line(&stats));
+    }
     println!(
         "ferrox: stopped at seq {} state_hash {:016x}{}",
         stopped.last_seq,
@@ -285,6 +364,7 @@ fn main() -> ExitCode {
                 script,
             })
         }
+        Cmd::Md { command } => md_watch(command),
         Cmd::DefaultConfig => {
             print!("{DEFAULT_CONFIG}");
             Ok(())

@@ -1,6 +1,7 @@
 //! The application layer: FIX order-entry messages in, typed requests to the order manager,
 //! typed reports back out as ExecutionReport (8), OrderCancelReject (9),
-//! OrderMassCancelReport (r) and BusinessMessageReject (j).
+//! OrderMassCancelReport (r) and BusinessMessageReject (j). MarketDataRequest (V) goes to the
+//! market data module ([`crate::md`]), whose messages reach the sessions through [`SlotSink`].
 //!
 //! Prices and quantities arrive as decimal text and are converted here, at the edge, into the
 //! engine's integer units with `rust_decimal`; a value finer than the instrument's precision,
@@ -12,6 +13,7 @@
 //! engine's default (cancel the resting order) applies.
 
 use crate::fix::{tags, Encoder, Message};
+use crate::md::{MarketData, MdSink};
 use crate::orders::GatewayReject;
 use crate::orders::{
     CancelReject, CancelRequest, ClOrdId, ExecId, ExecReport, ExecType, MassCancelReport,
@@ -39,6 +41,42 @@ pub struct AppContext<'a> {
     pub venue: &'a mut dyn Venue,
     pub instruments: &'a [InstrumentSpec],
     pub(crate) dirty: &'a mut Vec<usize>,
+    pub md: &'a mut MarketData,
+}
+
+/// The gateway's sessions as the market data module's [`MdSink`]: W and X are numbered and
+/// sent without being stored, Y is stored like other application messages.
+pub(crate) struct SlotSink<'a> {
+    pub sessions: &'a mut [SessionSlot],
+    pub dirty: &'a mut Vec<usize>,
+    pub t: Now,
+}
+
+impl MdSink for SlotSink<'_> {
+    fn queued_bytes(&self, session: usize) -> usize {
+        self.sessions
+            .get(session)
+            .map_or(usize::MAX, |s| s.outbox.bytes.len())
+    }
+
+    fn begin(&mut self, session: usize, msg_type: &[u8]) -> &mut Encoder {
+        self.sessions[session].session.app_encoder(msg_type, self.t)
+    }
+
+    fn send(&mut self, session: usize, store: bool) -> bool {
+        let Some(slot) = self.sessions.get_mut(session) else {
+            return false;
+        };
+        let sent = if store {
+            // A full store cannot keep the reject for resend, but the client still gets it.
+            slot.session.send_app(self.t, &mut slot.outbox).is_ok()
+                || slot.session.send_unstored(self.t, &mut slot.outbox)
+        } else {
+            slot.session.send_unstored(self.t, &mut slot.outbox)
+        };
+        mark_dirty(self.sessions, self.dirty, session);
+        sent
+    }
 }
 
 /// Maps the STP tag's value: `O` cancel the resting (oldest) order, `N` cancel the incoming
@@ -318,6 +356,14 @@ pub fn on_message(ctx: &mut AppContext, s: usize, msg: &Message, t: Now) {
         b"G" => replace(ctx, s, msg, t),
         b"H" => status(ctx, s, msg, t),
         b"q" => mass_cancel(ctx, s, msg, t),
+        b"V" => {
+            let mut sink = SlotSink {
+                sessions: ctx.sessions,
+                dirty: ctx.dirty,
+                t,
+            };
+            ctx.md.on_request(s, msg, &mut sink);
+        }
         _ => {}
     }
 }
@@ -610,6 +656,18 @@ fn reject_request(
                 .u64(tags::MASS_CANCEL_REJECT_REASON, 99)
                 .timestamp(tags::TRANSACT_TIME, t.unix_ns)
                 .str(tags::TEXT, text.as_bytes());
+            e
+        }
+        b"V" => {
+            // A throttled MarketDataRequest: MDReqRejReason 2 (insufficient bandwidth) is the
+            // FIX 4.4 value closest to "too many requests".
+            let e = slot.session.app_encoder(b"Y", t);
+            e.str(
+                tags::MD_REQ_ID,
+                msg.get(tags::MD_REQ_ID as i64).unwrap_or(b"NONE"),
+            )
+            .char(tags::MD_REQ_REJ_REASON, b'2')
+            .str(tags::TEXT, text.as_bytes());
             e
         }
         _ => return,

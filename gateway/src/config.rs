@@ -53,6 +53,18 @@ pub struct GatewayFile {
     pub accounts: Vec<AccountLimitsFile>,
     #[serde(default)]
     pub default_limits: Option<AccountLimitsFile>,
+    /// Market data over FIX: the deepest book a MarketDataRequest may ask for (MarketDepth 0,
+    /// the full book, means this many levels), 1 to 100.
+    #[serde(default = "default_md_depth_max")]
+    pub md_depth_max: usize,
+    /// Market data subscriptions (MDReqID × symbol) per session, 1 to 10,000.
+    #[serde(default = "default_md_subscriptions_max")]
+    pub md_subscriptions_max: usize,
+    /// A session with more queued outbound bytes than this gets no market data until it
+    /// reads; its subscriptions then get one conflated update each. At most half of
+    /// `send_buffer_bytes`, so that execution reports always find room behind market data.
+    #[serde(default = "default_md_conflate_bytes")]
+    pub md_conflate_bytes: usize,
 }
 
 /// Settings shared by a single session and a range of them.
@@ -158,7 +170,33 @@ impl GatewayFile {
         if self.recv_buffer_bytes < self.msg_bytes_max {
             return Err("gateway.recv_buffer_bytes must be at least msg_bytes_max".to_string());
         }
+        self.validate_md()?;
         Ok(out)
+    }
+
+    /// The market data settings are within their bounds.
+    pub fn validate_md(&self) -> Result<(), String> {
+        use crate::md::{DEPTH_MAX_LIMIT, SUBSCRIPTIONS_MAX_LIMIT};
+        if !(1..=DEPTH_MAX_LIMIT).contains(&self.md_depth_max) {
+            return Err(format!(
+                "gateway.md_depth_max is {}; it must be 1 to {DEPTH_MAX_LIMIT}",
+                self.md_depth_max
+            ));
+        }
+        if !(1..=SUBSCRIPTIONS_MAX_LIMIT).contains(&self.md_subscriptions_max) {
+            return Err(format!(
+                "gateway.md_subscriptions_max is {}; it must be 1 to {SUBSCRIPTIONS_MAX_LIMIT}",
+                self.md_subscriptions_max
+            ));
+        }
+        if self.md_conflate_bytes == 0 || self.md_conflate_bytes > self.send_buffer_bytes / 2 {
+            return Err(format!(
+                "gateway.md_conflate_bytes is {}; it must be 1 to half of send_buffer_bytes ({})",
+                self.md_conflate_bytes,
+                self.send_buffer_bytes / 2
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -224,4 +262,13 @@ fn default_range_store_bytes_max() -> u64 {
 }
 fn default_digits() -> usize {
     4
+}
+fn default_md_depth_max() -> usize {
+    50
+}
+fn default_md_subscriptions_max() -> usize {
+    100
+}
+fn default_md_conflate_bytes() -> usize {
+    256 * 1024
 }

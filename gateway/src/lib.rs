@@ -11,6 +11,8 @@
 //! - [`session`]: the session-layer state machine (time is an argument);
 //! - [`orders`], [`risk`], [`throttle`]: the order manager, a pure library;
 //! - [`app`]: FIX application messages to typed requests and typed reports to FIX;
+//! - [`md`]: market data over FIX (MarketDataRequest, snapshots, incremental refreshes), with
+//!   its books built from the engine's events and conflation for slow readers;
 //! - [`store`]: the per-session file that keeps sequence numbers, sent messages and ClOrdIDs;
 //! - [`server`]: the mio event loop that moves bytes; [`venue`]: the exchange's rings;
 //! - [`client`]: a small blocking FIX initiator for tools and tests.
@@ -18,6 +20,7 @@ pub mod app;
 pub mod client;
 pub mod config;
 pub mod fix;
+pub mod md;
 pub mod orders;
 pub mod risk;
 pub mod server;

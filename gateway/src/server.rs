@@ -11,9 +11,10 @@
 //! `msg_bytes_max` is garbled input and dropped. A connection that does not log on within the
 //! logon deadline is closed, so idle or half-open sockets cannot pile up.
 
-use crate::app::{self, AppContext};
+use crate::app::{self, AppContext, SlotSink};
 use crate::config::{GatewayFile, SessionFile};
 use crate::fix::{self, Framing, Parser};
+use crate::md::{MarketData, MdConfig, MdSessionStats};
 use crate::orders::{OrderManager, OrderManagerConfig, SessionId};
 use crate::risk::RiskConfig;
 use crate::session::{Now, Outbox, Session, SessionSettings, Verdict};
@@ -55,6 +56,10 @@ pub struct GatewayStats {
     pub disconnects: u64,
     pub app_messages: u64,
     pub reports: u64,
+    /// Market data: conflated updates sent to sessions that had fallen behind, and trades
+    /// not sent to them meanwhile (per session: [`GatewayAgent::md_session_stats`]).
+    pub md_conflations: u64,
+    pub md_trades_dropped: u64,
 }
 
 struct Conn {
@@ -96,6 +101,7 @@ pub struct GatewayAgent<V: Venue> {
     dirty: Vec<usize>,
     parser: Parser,
     manager: OrderManager,
+    md: MarketData,
     venue: V,
     instruments: Vec<InstrumentSpec>,
     config: GatewayFile,
@@ -217,6 +223,15 @@ impl<V: Venue> GatewayAgent<V> {
             .map_err(|e| format!("cannot register the gateway listener: {e}"))?;
         let connections_max = config.connections_max;
         let session_count = sessions.len();
+        let md = MarketData::new(
+            MdConfig {
+                depth_max: config.md_depth_max,
+                subscriptions_max: config.md_subscriptions_max,
+                conflate_bytes: config.md_conflate_bytes,
+            },
+            instruments,
+            session_count,
+        );
         Ok(GatewayAgent {
             poll,
             events: Events::with_capacity(1024),
@@ -228,6 +243,7 @@ impl<V: Venue> GatewayAgent<V> {
             dirty: Vec::with_capacity(session_count),
             parser: Parser::new(512),
             manager,
+            md,
             venue,
             instruments: instruments.to_vec(),
             config,
@@ -244,6 +260,29 @@ impl<V: Venue> GatewayAgent<V> {
 
     pub fn manager(&self) -> &OrderManager {
         &self.manager
+    }
+
+    /// The market data books and subscriptions (read-only).
+    pub fn market_data(&self) -> &MarketData {
+        &self.md
+    }
+
+    /// For the exchange's start-up: see [`crate::md::DepthBooks::seed_level`].
+    pub fn md_seed_level(
+        &mut self,
+        instrument: u32,
+        side: ferrox_engine::Side,
+        price: i64,
+        qty: u64,
+        count: u32,
+    ) {
+        self.md.seed_level(instrument, side, price, qty, count);
+    }
+
+    /// Market data counters of the session with CompID `comp_id`.
+    pub fn md_session_stats(&self, comp_id: &str) -> Option<MdSessionStats> {
+        let &i = self.by_comp_id.get(comp_id.as_bytes())?;
+        Some(self.md.session_stats(i))
     }
 
     /// One turn of the duty cycle; returns how much work it did. `wait` lets the poller sleep
@@ -295,8 +334,24 @@ impl<V: Venue> GatewayAgent<V> {
             self.timers(t);
             self.venue.connected();
         }
+        if self.md.has_stale() {
+            // Sessions whose sockets drained since the last END get their conflated updates.
+            let mut sink = SlotSink {
+                sessions: &mut self.sessions,
+                dirty: &mut self.dirty,
+                t,
+            };
+            self.md.flush_stale(&mut sink);
+            self.note_md_stats();
+        }
         self.flush_dirty(t);
         work
+    }
+
+    fn note_md_stats(&mut self) {
+        let md = self.md.totals();
+        self.stats.md_conflations = md.conflations;
+        self.stats.md_trades_dropped = md.trades_dropped;
     }
 
     /// Clean stop: every logged-on session gets a Logout, queued bytes are written, and the
@@ -372,6 +427,7 @@ impl<V: Venue> GatewayAgent<V> {
             venue: &mut self.venue,
             instruments: &self.instruments,
             dirty: &mut self.dirty,
+            md: &mut self.md,
         }
     }
 
@@ -531,6 +587,8 @@ impl<V: Venue> GatewayAgent<V> {
                             match result {
                                 Ok(i) => {
                                     self.stats.logons += 1;
+                                    // A new connection starts without subscriptions.
+                                    self.md.drop_session(i);
                                     conn.session = Some(i);
                                     self.sessions[i].conn = Some(c);
                                     self.sessions[i].used = true;
@@ -570,6 +628,7 @@ impl<V: Venue> GatewayAgent<V> {
                                         venue: &mut self.venue,
                                         instruments: &self.instruments,
                                         dirty: &mut self.dirty,
+                                        md: &mut self.md,
                                     };
                                     app::on_message(&mut ctx, i, &msg, t);
                                 }
@@ -588,6 +647,7 @@ impl<V: Venue> GatewayAgent<V> {
     fn poll_venue(&mut self, t: Now) -> usize {
         let mine = self.venue.producer();
         let manager = &mut self.manager;
+        let md = &mut self.md;
         let sessions = &mut self.sessions;
         let dirty = &mut self.dirty;
         let instruments = &self.instruments;
@@ -605,8 +665,15 @@ impl<V: Venue> GatewayAgent<V> {
                     app::send_report(sessions, dirty, instruments, &report, t);
                 },
             );
+            // Every frame, whoever's command it closes: market data is for everyone. The
+            // reports go first, so that a client sees its fill before the book it changed.
+            let mut sink = SlotSink { sessions, dirty, t };
+            md.on_output(frame.event.as_ref(), &mut sink);
         });
         self.stats.reports += reports;
+        if n > 0 {
+            self.note_md_stats();
+        }
         n
     }
 
@@ -662,6 +729,8 @@ impl<V: Venue> GatewayAgent<V> {
             slot.outbox.clear();
             slot.session.on_disconnect();
             slot.conn = None;
+            // Market data subscriptions live as long as the connection.
+            self.md.drop_session(i);
             self.stats.disconnects += 1;
             let text = format!(
                 "gateway: {} disconnected{}",
@@ -676,6 +745,7 @@ impl<V: Venue> GatewayAgent<V> {
                     venue: &mut self.venue,
                     instruments: &self.instruments,
                     dirty: &mut self.dirty,
+                    md: &mut self.md,
                 };
                 app::cancel_on_disconnect(&mut ctx, i, t);
             }
@@ -693,6 +763,7 @@ impl<V: Venue> GatewayAgent<V> {
                 if slot.conn == Some(c) {
                     slot.session.on_disconnect();
                     slot.conn = None;
+                    self.md.drop_session(i);
                 }
             }
             self.free.push(c);

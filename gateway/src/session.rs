@@ -19,6 +19,9 @@
 //! - Logout, ResendRequest and SequenceReset-Reset are processed whatever their MsgSeqNum,
 //!   as QuickFIX does, so that a session with a gap can still be closed or repaired.
 //! - Admin messages are never resent: a run of them becomes one SequenceReset-GapFill.
+//! - Market data (W, X) is numbered but not stored ([`Session::send_unstored`]), so a resend
+//!   gap-fills it like an admin message: replayed book updates would describe a book that no
+//!   longer exists. A client that lost some re-subscribes for a fresh snapshot.
 //! - Heartbeats go out after `HeartBtInt` seconds without sending; a TestRequest goes out after
 //!   1.2 × `HeartBtInt` without receiving, and the connection is dropped after 2.4 ×.
 //!   While a TestRequest is outstanding no heartbeat is sent, so a silent peer is dropped
@@ -95,8 +98,13 @@ impl Outbox {
         }
     }
 
+    /// Whether a message of `len` bytes fits without overflowing.
+    pub fn fits(&self, len: usize) -> bool {
+        self.bytes.len() + len <= self.cap
+    }
+
     fn push(&mut self, msg: &[u8]) {
-        if self.bytes.len() + msg.len() > self.cap {
+        if !self.fits(msg.len()) {
             self.overflowed = true;
         } else {
             self.bytes.extend_from_slice(msg);
@@ -215,7 +223,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// The application messages the gateway handles; other valid FIX 4.4 types get a
 /// BusinessMessageReject with reason 3 (unsupported message type).
 pub fn is_application_supported(msg_type: &[u8]) -> bool {
-    matches!(msg_type, b"D" | b"F" | b"G" | b"H" | b"q")
+    matches!(msg_type, b"D" | b"F" | b"G" | b"H" | b"q" | b"V")
 }
 
 fn is_admin_type(msg_type: &[u8]) -> bool {
@@ -525,6 +533,26 @@ impl Session {
             self.last_tx_mono_ns = now.mono_ns;
         }
         Ok(seq)
+    }
+
+    /// Numbers and writes the application message built with [`Session::app_encoder`]
+    /// without storing it: market data (W, X), whose numbers a resend gap-fills (see the
+    /// module documentation). Sends nothing and returns false when disconnected or when the
+    /// message does not fit in `out`: a slow reader is not disconnected for market data, the
+    /// caller conflates it instead.
+    pub fn send_unstored(&mut self, now: Now, out: &mut Outbox) -> bool {
+        if matches!(self.state, State::Disconnected) {
+            return false;
+        }
+        let bytes = self.enc.finish();
+        if !out.fits(bytes.len()) {
+            return false;
+        }
+        out.push(bytes);
+        let seq = self.store.next_out_seq();
+        self.store.set_next_out_seq(seq + 1);
+        self.last_tx_mono_ns = now.mono_ns;
+        true
     }
 
     /// Sends Logout (with `text`) and waits for the counterparty's, as an operator or the

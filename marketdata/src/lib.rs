@@ -1,4 +1,19 @@
-//! The market-data publisher, feeds with gap recovery, and the subscriber library.
+//! Market data: the publisher, the feed with gap recovery, and the subscriber library.
 //!
-//! Status: not built yet (issue #5). It will read only the engine's events (book deltas, trades,
-//! status), never the engine's state.
+//! The publisher reads only the engine's events (from the output ring), never the engine's
+//! state. The layers go from pure code to I/O, as in the gateway:
+//!
+//! - [`feed`]: the binary feed format (FEED.md), encode and decode.
+//! - [`book`]: the order-by-order book mirror that publisher and subscribers share.
+//! - [`publisher`]: events in, sequenced messages out (pure).
+//! - [`recovery`]: the retransmission buffer and the answers to recovery requests (pure).
+//! - [`subscriber`]: packets in, books out, recovery requests out (pure).
+//! - [`server`] and [`client`]: the UDP and TCP shells around them.
+
+pub mod book;
+pub mod client;
+pub mod feed;
+pub mod publisher;
+pub mod recovery;
+pub mod server;
+pub mod subscriber;

@@ -452,6 +452,9 @@ const FORMATS: &[(u16, Format)] = &[
     (270, Format::Decimal),
     (271, Format::Decimal),
     (279, Format::Char),
+    (281, Format::Char),
+    (290, Format::Int),
+    (346, Format::Int),
     (354, Format::Unsigned),
     (369, Format::Unsigned),
     (371, Format::Int),
@@ -580,6 +583,8 @@ const ENUMS: &[(u16, Allowed)] = &[
     (263, Allowed::Char(b"012")),                    // SubscriptionRequestType
     (265, Allowed::IntRange(0, 1)),                  // MDUpdateType
     (269, Allowed::Char(b"0123456789ABC")),          // MDEntryType
+    (279, Allowed::Char(b"012")),                    // MDUpdateAction
+    (281, Allowed::Char(b"0123456789ABC")),          // MDReqRejReason
     (530, Allowed::Char(b"1234567")),                // MassCancelRequestType
 ];
 

@@ -10,8 +10,9 @@
 //!
 //! - **Orders** of all instruments live in one slab, `Vec<Node>`, with a free list threaded
 //!   through the unused nodes. The orders of a price level form an intrusive doubly linked list
-//!   over slab indices (`u32`, with `NIL` = `u32::MAX` for "none"): the head is the oldest order, so walking
-//!   from the head is time priority, appending at the tail and unlinking anywhere are O(1).
+//!   over slab indices (`u32`, with `NIL` = `u32::MAX` for "none"): the head is the oldest
+//!   order, so walking from the head is time priority, and appending at the tail and unlinking
+//!   anywhere are O(1).
 //! - **The id index** maps an order id to its slab index: a `std` `HashMap` with a small, fixed,
 //!   multiply-based hasher (`IdHasher`). It has no random seed, which is harmless because the
 //!   map is never iterated (nothing observable depends on its layout), and it hashes one `u64`
@@ -29,7 +30,7 @@
 //!
 //! - `add`, `delete`, `reduce`, `execute`, `modify`: one hash lookup (expected O(1)), one binary
 //!   search (O(log L)), O(1) list surgery, and, only when a level appears or disappears, a move
-//!   of the `k` better levels (a `memmove` of `k` 40-byte entries; `k` is 0 at the top of book).
+//!   of the `k` better levels (a `memmove` of `k` 32-byte entries; `k` is 0 at the top of book).
 //! - `best`, `order`, `order_count`, `level_count`: O(1). `level`: O(log L). `depth`: O(levels
 //!   written). `for_each_order` and `hash`: O(orders of the instrument). `clear`: O(orders of the
 //!   instrument).
@@ -45,10 +46,13 @@
 //! - a level vector only grows when a side holds more than `levels_capacity` levels; removing a
 //!   level never releases memory, so the capacity stays for the next one;
 //! - the id index is a SwissTable, whose removals can leave tombstones that use up the room left
-//!   for insertions. When that room runs out, the table rehashes *in place* (no allocation, an
-//!   amortised O(1) cost) if at most half its capacity is live, and otherwise allocates a larger
-//!   table. Reserving twice `orders_capacity` keeps every in-range workload on the in-place
-//!   path, so the index never allocates while at most `orders_capacity` orders are live.
+//!   for insertions. When that room runs out, the table rehashes *in place* (no allocation; one
+//!   pass over the table every so often, amortised O(1) per insertion) if at most half its
+//!   capacity is live, and otherwise allocates a larger table. Reserving twice
+//!   `orders_capacity` keeps every in-range workload on the in-place path, so the index never
+//!   allocates while at most `orders_capacity` orders are live. (Reserving only
+//!   `orders_capacity` is not enough: a churn of adds and deletes that keeps 1,000 orders live
+//!   doubles a table reserved for 1,000 once its tombstones run out.)
 //! - `depth` writes into the caller's slice and `for_each_order` / `hash` walk the lists in
 //!   place; no query allocates.
 //!

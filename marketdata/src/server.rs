@@ -127,12 +127,16 @@ struct Conn {
     written: usize,
     /// Close once the output is written (after a slow-consumer reject).
     closing: bool,
+    /// When our side was shut down after the last reply: the peer's unread requests are
+    /// drained and dropped until it closes (or a second passes), because closing a socket
+    /// with unread input sends a reset that can destroy the reject frame still in flight.
+    shut_at: Option<Instant>,
 }
 
 const LISTENER: Token = Token(usize::MAX);
-/// A connection may have this many request bytes buffered; a client that sends more without
-/// reading is not a subscriber.
-const REQUEST_BYTES_MAX: usize = 64 * 1024;
+/// A partial request frame can hold at most this many bytes (a frame's payload length is a
+/// `u16`); more buffered without a complete frame means the peer does not speak the protocol.
+const REQUEST_BYTES_MAX: usize = 2 + 65_535;
 
 pub struct MdServer {
     publisher: Publisher,
@@ -336,6 +340,7 @@ impl MdServer {
                         output: Vec::new(),
                         written: 0,
                         closing: false,
+                        shut_at: None,
                     });
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -356,26 +361,39 @@ impl MdServer {
             let Some(conn) = self.conns.get_mut(k).and_then(Option::as_mut) else {
                 return;
             };
+            if conn.closing {
+                if conn.shut_at.is_some() {
+                    // Drain and drop what the peer still sends, until it closes.
+                    match conn.stream.read(&mut buf) {
+                        Ok(0) => self.close(k),
+                        Ok(_) => continue,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(_) => self.close(k),
+                    }
+                }
+                return;
+            }
+            // A chunk at a time, answering each complete request before reading more, so that
+            // the input buffer only ever holds one partial frame.
             match conn.stream.read(&mut buf) {
                 Ok(0) => {
                     self.close(k);
                     return;
                 }
-                Ok(n) => {
-                    conn.input.push(&buf[..n]);
-                    if conn.input.buffered() > REQUEST_BYTES_MAX {
-                        self.close(k);
-                        return;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Ok(n) => conn.input.push(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
                     self.close(k);
                     return;
                 }
             }
+            self.answer_requests(k);
         }
+    }
+
+    fn answer_requests(&mut self, k: usize) {
         loop {
             let Some(conn) = self.conns.get_mut(k).and_then(Option::as_mut) else {
                 return;
@@ -384,6 +402,10 @@ impl MdServer {
                 return;
             }
             let Some(frame) = conn.input.next_frame() else {
+                if conn.input.buffered() > REQUEST_BYTES_MAX {
+                    // More than any one frame can be: not a subscriber speaking this protocol.
+                    self.close(k);
+                }
                 return;
             };
             self.stats.recovery_requests.fetch_add(1, Ordering::Relaxed);
@@ -447,7 +469,14 @@ impl MdServer {
             conn.output.clear();
             conn.written = 0;
             if conn.closing {
-                self.close(k);
+                match conn.shut_at {
+                    None => {
+                        let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+                        conn.shut_at = Some(Instant::now());
+                    }
+                    Some(t) if t.elapsed() > Duration::from_secs(1) => self.close(k),
+                    Some(_) => {}
+                }
             }
         }
     }

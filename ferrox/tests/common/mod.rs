@@ -25,6 +25,21 @@ pub fn gateway_config(dir: &Path, name: &str, gateway_extra: &str, tail: &str) -
         "listen = \"127.0.0.1:9878\"",
         &format!("listen = \"127.0.0.1:0\"\n{gateway_extra}"),
     );
+    // Each exchange gets its own feed port and an ephemeral recovery port, so that tests run
+    // in parallel never hear each other's market data.
+    let feed_port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free UDP port")
+        .port();
+    let gateway_part = gateway_part
+        .replace(
+            "destinations = [\"239.77.0.1:40501\"]",
+            &format!("destinations = [\"239.77.0.1:{feed_port}\"]"),
+        )
+        .replace(
+            "recovery = \"127.0.0.1:9879\"",
+            "recovery = \"127.0.0.1:0\"",
+        );
     let ring_dir = if Path::new("/dev/shm").is_dir() {
         PathBuf::from(format!("/dev/shm/ferrox-gw-{}-{name}", std::process::id()))
     } else {
@@ -46,6 +61,9 @@ pub fn gateway_config(dir: &Path, name: &str, gateway_extra: &str, tail: &str) -
 pub struct Exchange {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The market-data feed (UDP) and recovery (TCP) addresses, if it publishes.
+    pub md_feed: Option<String>,
+    pub md_recovery: Option<String>,
     pub log: Arc<Mutex<String>>,
     /// The exchange's ring directory, removed when this handle goes (rings in /dev/shm are
     /// memory; a test suite run many times must not leave them behind).
@@ -71,12 +89,23 @@ impl Exchange {
         let log = Arc::new(Mutex::new(String::new()));
         let started = Instant::now();
         let mut addr = None;
+        let (mut md_feed, mut md_recovery) = (None, None);
         while addr.is_none() && started.elapsed() < Duration::from_secs(60) {
             let mut line = String::new();
             if reader.read_line(&mut line).unwrap_or(0) == 0 {
                 break;
             }
             log.lock().unwrap().push_str(&line);
+            if let Some(rest) = line.trim().strip_prefix("ferrox: market data: session ") {
+                // "<session>, feed <addr> (UDP), recovery <addr> (TCP)"
+                let feed = rest.split("feed ").nth(1).and_then(|r| r.split(' ').next());
+                let recovery = rest
+                    .split("recovery ")
+                    .nth(1)
+                    .and_then(|r| r.split(' ').next());
+                md_feed = feed.map(|f| f.trim_end_matches(',').to_string());
+                md_recovery = recovery.map(str::to_string);
+            }
             if let Some(rest) = line
                 .trim()
                 .strip_prefix("ferrox: FIX gateway listening on ")
@@ -101,6 +130,8 @@ impl Exchange {
         Exchange {
             child,
             addr,
+            md_feed,
+            md_recovery,
             log,
             ring_dir,
         }

@@ -657,7 +657,13 @@ impl<V: Venue> GatewayAgent<V> {
                 frame.origin.producer == mine,
                 frame.origin.producer_ref,
                 frame.seq,
-                t.unix_ns,
+                // TransactTime is the exchange's time of the command (the sequencer's stamp),
+                // the same on every report it caused, not when this gateway got to it.
+                if frame.ts_ns > 0 {
+                    frame.ts_ns
+                } else {
+                    t.unix_ns
+                },
                 frame.event_index,
                 frame.event.as_ref(),
                 &mut |report| {

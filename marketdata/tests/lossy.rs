@@ -304,6 +304,14 @@ fn recover(sub: &mut Subscriber, session: SessionId, wire: &Wire, publisher: &Pu
     }
 }
 
+/// `FERROX_MD_COMMANDS` replaces each test's command count, for long runs.
+fn commands(default: u64) -> u64 {
+    std::env::var("FERROX_MD_COMMANDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 fn run(seed: u64, commands: u64, loss: Loss, join_after: u64, retransmit_capacity: usize) {
     let ctx = format!("seed {seed} (FERROX_SEED={seed}), loss {loss:?}");
     let mut engine = engine();
@@ -462,93 +470,54 @@ fn run(seed: u64, commands: u64, loss: Loss, join_after: u64, retransmit_capacit
     eprintln!("{report}");
 }
 
+const NONE: Loss = Loss {
+    drop: 0,
+    dup: 0,
+    reorder: 0,
+};
+
+/// The same rate, in units of 1/10,000, for dropping, duplicating and reordering.
+const fn loss(per_10k: u64) -> Loss {
+    Loss {
+        drop: per_10k,
+        dup: per_10k,
+        reorder: per_10k,
+    }
+}
+
 #[test]
 fn clean_channel_needs_no_recovery() {
-    run(
-        seed(),
-        5_000,
-        Loss {
-            drop: 0,
-            dup: 0,
-            reorder: 0,
-        },
-        0,
-        1 << 20,
-    );
+    run(seed(), commands(5_000), NONE, 0, 1 << 20);
 }
 
 #[test]
 fn drops_dups_and_reorders_at_a_tenth_of_a_percent() {
-    run(
-        seed(),
-        40_000,
-        Loss {
-            drop: 10,
-            dup: 10,
-            reorder: 10,
-        },
-        0,
-        1 << 20,
-    );
+    run(seed(), commands(100_000), loss(10), 0, 1 << 20);
 }
 
 #[test]
 fn drops_dups_and_reorders_at_one_percent() {
-    run(
-        seed() + 1,
-        40_000,
-        Loss {
-            drop: 100,
-            dup: 100,
-            reorder: 100,
-        },
-        0,
-        1 << 20,
-    );
+    run(seed() + 1, commands(100_000), loss(100), 0, 1 << 20);
 }
 
 #[test]
 fn drops_dups_and_reorders_at_five_percent() {
-    run(
-        seed() + 2,
-        40_000,
-        Loss {
-            drop: 500,
-            dup: 500,
-            reorder: 500,
-        },
-        0,
-        1 << 20,
-    );
+    run(seed() + 2, commands(100_000), loss(500), 0, 1 << 20);
 }
 
 #[test]
 fn late_joiner_takes_a_snapshot() {
-    run(
-        seed() + 3,
-        10_000,
-        Loss {
-            drop: 100,
-            dup: 100,
-            reorder: 100,
-        },
-        3_000,
-        1 << 20,
-    );
+    let n = commands(10_000);
+    run(seed() + 3, n, loss(100), n * 3 / 10, 1 << 20);
 }
 
 #[test]
 fn gaps_older_than_the_retransmit_buffer_fall_back_to_a_snapshot() {
     // A buffer of 64 messages: most gaps are still in it, some are not.
-    run(
-        seed() + 4,
-        10_000,
-        Loss {
-            drop: 500,
-            dup: 0,
-            reorder: 500,
-        },
-        0,
-        64,
-    );
+    let l = Loss {
+        drop: 500,
+        dup: 0,
+        reorder: 500,
+    };
+    run(seed() + 4, commands(20_000), l, 0, 64);
 }

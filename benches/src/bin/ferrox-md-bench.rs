@@ -13,7 +13,8 @@
 //!   including `decode_output` and the UDP sends to a loopback receiver (drained by a thread
 //!   on the other core, or not read at all with `--receiver none`). Frames are encoded into
 //!   batches of 1,024 outside the timed region, then decoded, published and flushed inside it,
-//!   as `ferrox/src/marketdata.rs::run` does with each `poll(1024)`.
+//!   as `ferrox/src/marketdata.rs::run` does with each `poll(1024)`. `--server-only` runs just
+//!   the last part, for profiling.
 //! - `latency`: open loop at fixed event rates (`--rate`). A producer thread writes the frames
 //!   into a real shared-memory output ring in /dev/shm, each command's frames stamped with its
 //!   planned time (CLOCK_REALTIME, as the sequencer stamps commands; events evenly spaced). A
@@ -22,7 +23,10 @@
 //!   event returned, minus the event's planned time; event-to-receive is the time a receiver
 //!   thread got the message, minus the same planned time. Because both start at the planned
 //!   time, a producer or publisher that falls behind is charged for it (no coordinated
-//!   omission).
+//!   omission). Also printed: the producer's lateness, how long events waited before the
+//!   publisher's poll picked them up, and how long one end-of-batch flush (one `send_to`)
+//!   took. `--receiver none` sends to a socket nobody reads, which takes the receiver's
+//!   wake-up out of the send.
 //! - `fanout`: the same open loop, but the publisher sends to a multicast group on the
 //!   loopback interface (TTL 0) joined by `--subscribers` sockets on one port, read by
 //!   `--receiver-threads` threads; it reports every subscriber's messages against those sent,
@@ -154,6 +158,10 @@ struct LatencyArgs {
     workload: WorkloadArgs,
     #[command(flatten)]
     open_loop: OpenLoopArgs,
+    /// `none`: send to a socket nobody reads, which takes the receiver's wake-up out of the
+    /// send (no event-to-receive figures then).
+    #[arg(long, value_enum, default_value = "drain")]
+    receiver: ReceiverArg,
 }
 
 #[derive(clap::Args)]
@@ -232,6 +240,58 @@ fn print_machine() -> (String, usize) {
         loadavg()
     );
     (cpu, cores)
+}
+
+/// Busy CPU ticks of the whole machine and of this process, from /proc (USER_HZ, 100 a second):
+/// the difference between two readings says how much CPU other processes took meanwhile.
+#[derive(Clone, Copy)]
+struct CpuSample {
+    at: Instant,
+    machine: u64,
+    own: u64,
+}
+
+impl CpuSample {
+    fn now() -> CpuSample {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        // user nice system idle iowait irq softirq steal: everything but idle and iowait.
+        let machine = stat
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .skip(1)
+            .take(8)
+            .enumerate()
+            .filter(|(k, _)| *k != 3 && *k != 4)
+            .filter_map(|(_, v)| v.parse::<u64>().ok())
+            .sum();
+        let own_stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // The command name may hold spaces; the fields after its closing parenthesis do not.
+        let own = own_stat
+            .rsplit_once(')')
+            .map(|(_, rest)| {
+                rest.split_whitespace()
+                    .skip(11)
+                    .take(2)
+                    .filter_map(|v| v.parse::<u64>().ok())
+                    .sum()
+            })
+            .unwrap_or(0);
+        CpuSample {
+            at: Instant::now(),
+            machine,
+            own,
+        }
+    }
+
+    /// CPUs other processes kept busy on average since `self`.
+    fn others_since(&self) -> f64 {
+        let now = CpuSample::now();
+        let secs = now.at.duration_since(self.at).as_secs_f64().max(1e-3);
+        let others = (now.machine - self.machine).saturating_sub(now.own - self.own);
+        others as f64 / 100.0 / secs
+    }
 }
 
 /// Where the threads go: the producer and receivers on the first core, the publisher (and the
@@ -781,6 +841,7 @@ fn throughput(args: &ThroughputArgs) -> Result<(), String> {
     pin(placement.publisher);
     let w = make_workload(&args.workload, 1_000_000);
 
+    let measuring = CpuSample::now();
     println!("\n-- engine alone (pre-filled engine per run, events counted by the sink) --");
     let mut engine_cmds = Vec::new();
     let mut engine_events = Vec::new();
@@ -853,15 +914,18 @@ fn throughput(args: &ThroughputArgs) -> Result<(), String> {
         .chain(&server_runs)
         .map(|r| r.check_failures)
         .sum();
+    let others = measuring.others_since();
+    println!(
+        "\nother processes used {others:.2} CPUs on average during the measurements; load average at end: {}",
+        loadavg()
+    );
     if args.server_only {
-        println!("\nload average at end: {}", loadavg());
         return Ok(());
     }
     let engine_best = best(&engine_events);
     let server_best = best(&server_events);
     let core_best = best(&core_events);
     let ratio = server_best / engine_best;
-    println!("\nload average at end: {}", loadavg());
     println!(
         "\nSummary: on this workload ({} preset, {:.2} events per command) the engine alone \
          produces at best {:.2} M events/s ({:.2} M commands/s). The publisher's core consumes \
@@ -926,6 +990,7 @@ fn throughput(args: &ThroughputArgs) -> Result<(), String> {
             .join(", ");
         let _ = writeln!(j, "  \"server_runs\": [{runs}],");
         let _ = writeln!(j, "  \"server_over_engine\": {ratio:.4},");
+        let _ = writeln!(j, "  \"other_processes_cpus\": {others:.3},");
         let _ = writeln!(j, "  \"check_failures\": {failures}");
         j.push_str("}\n");
         write_json(path, &j)?;
@@ -1062,6 +1127,8 @@ fn receive(
 
 struct OpenLoopResult {
     rate: u64,
+    /// CPUs other processes kept busy on average during the run.
+    others_cpus: f64,
     /// Planned span of the recorded commands, in seconds.
     measured_secs: f64,
     /// From the start of the recorded window to the moment its last event went out: the
@@ -1077,6 +1144,8 @@ struct OpenLoopResult {
     /// Times the producer found the ring full.
     ring_full: u64,
     wire: Histogram<u64>,
+    pickup: Histogram<u64>,
+    send: Histogram<u64>,
     receive: Histogram<u64>,
     subs: Vec<SubStats>,
     /// Feed messages sent over the whole run (session opening included).
@@ -1212,6 +1281,10 @@ fn produce(
 
 struct PublisherResult {
     wire: Histogram<u64>,
+    /// From an event's planned time to the moment the publisher's poll picked it up.
+    pickup: Histogram<u64>,
+    /// How long one end-of-batch flush took (one UDP send per destination).
+    send: Histogram<u64>,
     busy_polls: u64,
     frames_polled: u64,
     bad_frames: u64,
@@ -1242,8 +1315,9 @@ fn publish(
     let mut window_first = 0u64;
     let small_machine = thread::available_parallelism().map_or(true, |n| n.get() < 4);
     let mut last_wire_ns = 0u64;
-    let record = |pending: &mut Vec<u64>, wire: &mut Histogram<u64>, last: &mut u64| {
-        let now = realtime_ns();
+    let mut pickup = histogram();
+    let mut send = histogram();
+    let record = |pending: &mut Vec<u64>, wire: &mut Histogram<u64>, last: &mut u64, now: u64| {
         for &ts in pending.iter() {
             if ts >= record_from {
                 wire.saturating_record(now.saturating_sub(ts).max(1));
@@ -1253,8 +1327,14 @@ fn publish(
         pending.clear();
     };
     loop {
+        // The clock is read once per batch, at its first frame: how long the batch's events
+        // waited before the publisher saw them (in the ring, or for the thread to come round).
+        let mut batch_clock = 0u64;
         let polled = consumer.poll(1024, |_, slot| match frame::decode_output(slot) {
             Ok(f) => {
+                if batch_clock == 0 {
+                    batch_clock = realtime_ns();
+                }
                 let sent = stats.packets.load(Ordering::Relaxed);
                 if window_first == 0 && f.ts_ns >= record_from {
                     window_first = server.publisher().next_seq();
@@ -1266,10 +1346,13 @@ fn publish(
                 // A packet filled up and went out during this frame: it carried the messages
                 // of the events before this one (this one's start the next packet).
                 if stats.packets.load(Ordering::Relaxed) != sent {
-                    record(&mut pending, &mut wire, &mut last_wire_ns);
+                    record(&mut pending, &mut wire, &mut last_wire_ns, realtime_ns());
                 }
                 if f.event.is_some() {
                     pending.push(f.ts_ns);
+                    if f.ts_ns >= record_from {
+                        pickup.saturating_record(batch_clock.saturating_sub(f.ts_ns).max(1));
+                    }
                 }
             }
             Err(_) => bad_frames += 1,
@@ -1281,8 +1364,14 @@ fn publish(
             busy_polls += 1;
             frames_polled += n as u64;
             idle = 0;
+            let sent = stats.packets.load(Ordering::Relaxed);
+            let before = realtime_ns();
             server.flush(now);
-            record(&mut pending, &mut wire, &mut last_wire_ns);
+            let after = realtime_ns();
+            if stats.packets.load(Ordering::Relaxed) != sent {
+                send.saturating_record(after.saturating_sub(before).max(1));
+            }
+            record(&mut pending, &mut wire, &mut last_wire_ns, after);
             continue;
         }
         if producer_done.load(Ordering::Acquire) && consumer.available() == 0 {
@@ -1303,6 +1392,8 @@ fn publish(
     server.end_session();
     Ok(PublisherResult {
         wire,
+        pickup,
+        send,
         busy_polls,
         frames_polled,
         bad_frames,
@@ -1313,6 +1404,7 @@ fn publish(
 }
 
 fn open_loop(setup: OpenLoopSetup<'_>) -> Result<OpenLoopResult, String> {
+    let cpu = CpuSample::now();
     let rec = setup.rec;
     let name = format!("ferrox-md-bench-{}-{}", std::process::id(), setup.rate);
     let path = output_ring_path(Path::new("/dev/shm"), &name);
@@ -1333,38 +1425,53 @@ fn open_loop(setup: OpenLoopSetup<'_>) -> Result<OpenLoopResult, String> {
     let stop_receivers = AtomicBool::new(false);
     let placement = setup.placement;
 
+    // Threads are named so that a profile (`perf report --comm md-publisher`) can single them
+    // out. A thread that cannot start ends the run: the ones already started are told to stop,
+    // so that the scope can join them.
+    let spawn_error = |e: io::Error| {
+        producer_done.store(true, Ordering::Release);
+        stop_receivers.store(true, Ordering::Relaxed);
+        format!("starting a thread: {e}")
+    };
     let (produced, published, received) = thread::scope(|s| {
-        let receivers = setup
-            .receivers
-            .into_iter()
-            .map(|sockets| {
-                let stop = &stop_receivers;
-                let core = placement.shared;
-                s.spawn(move || {
+        let mut receivers = Vec::new();
+        for (k, sockets) in setup.receivers.into_iter().enumerate() {
+            let stop = &stop_receivers;
+            let core = placement.shared;
+            let handle = thread::Builder::new()
+                .name(format!("md-receiver-{k}"))
+                .spawn_scoped(s, move || {
                     pin(core);
                     receive(sockets, record_from, stop)
                 })
-            })
-            .collect::<Vec<_>>();
+                .map_err(spawn_error)?;
+            receivers.push(handle);
+        }
         let done = &producer_done;
-        let publisher = s.spawn(move || {
-            pin(placement.publisher);
-            publish(server, consumer, record_from, done)
-        });
-        let producer = s.spawn(move || {
-            pin(placement.shared);
-            let r = produce(rec, ring, t0, record_from, end, setup.rate);
-            done.store(true, Ordering::Release);
-            r
-        });
+        let publisher = thread::Builder::new()
+            .name("md-publisher".into())
+            .spawn_scoped(s, move || {
+                pin(placement.publisher);
+                publish(server, consumer, record_from, done)
+            })
+            .map_err(spawn_error)?;
+        let producer = thread::Builder::new()
+            .name("md-producer".into())
+            .spawn_scoped(s, move || {
+                pin(placement.shared);
+                let r = produce(rec, ring, t0, record_from, end, setup.rate);
+                done.store(true, Ordering::Release);
+                r
+            })
+            .map_err(spawn_error)?;
         let produced = producer.join();
         let published = publisher.join();
         // The receivers stop at the end-of-session packet; this covers its loss.
         thread::sleep(Duration::from_millis(300));
         stop_receivers.store(true, Ordering::Relaxed);
         let received = receivers.into_iter().map(|h| h.join()).collect::<Vec<_>>();
-        (produced, published, received)
-    });
+        Ok::<_, String>((produced, published, received))
+    })?;
     let produced = produced.map_err(|_| "the producer thread panicked".to_string())?;
     let published = published.map_err(|_| "the publisher thread panicked".to_string())??;
     let mut subs = Vec::new();
@@ -1389,6 +1496,7 @@ fn open_loop(setup: OpenLoopSetup<'_>) -> Result<OpenLoopResult, String> {
     };
     Ok(OpenLoopResult {
         rate: setup.rate,
+        others_cpus: cpu.others_since(),
         measured_secs,
         wire_secs: published.last_wire_ns.saturating_sub(record_from) as f64 / 1e9,
         events: produced.events,
@@ -1397,6 +1505,8 @@ fn open_loop(setup: OpenLoopSetup<'_>) -> Result<OpenLoopResult, String> {
         producer_late: produced.late,
         ring_full: produced.ring_full,
         wire: published.wire,
+        pickup: published.pickup,
+        send: published.send,
         receive: receive_hist,
         subs,
         messages_sent: g(&stats.messages),
@@ -1452,8 +1562,14 @@ fn print_open_loop(r: &OpenLoopResult, fanout: bool) {
         r.frames_polled as f64 / r.busy_polls.max(1) as f64,
         r.ring_full
     );
+    println!(
+        "other processes used {:.2} CPUs on average during this run",
+        r.others_cpus
+    );
     println!("{}", hist_header());
     println!("{}", hist_row("producer lateness", &r.producer_late));
+    println!("{}", hist_row("event to pickup", &r.pickup));
+    println!("{}", hist_row("end-of-batch send", &r.send));
     println!("{}", hist_row("event to wire", &r.wire));
     println!("{}", hist_row("event to receive", &r.receive));
     if fanout {
@@ -1468,6 +1584,8 @@ fn print_open_loop(r: &OpenLoopResult, fanout: bool) {
             lost as f64 * 100.0 / (r.messages_sent * r.subs.len() as u64).max(1) as f64,
             r.messages_sent * r.subs.len() as u64
         );
+    } else if r.subs.is_empty() {
+        println!("receiver: none (the destination socket was not read)");
     } else {
         println!(
             "receiver: {received} of {} messages, {lost} lost",
@@ -1481,13 +1599,15 @@ fn open_loop_json(r: &OpenLoopResult) -> String {
     let received: Vec<String> = r.subs.iter().map(|s| s.messages.to_string()).collect();
     let lost_each: Vec<String> = r.subs.iter().map(|s| s.lost.to_string()).collect();
     format!(
-        "{{\"rate\": {}, \"measured_secs\": {:.3}, \"wire_secs\": {:.3}, \"achieved_events_per_sec\": {:.0}, \"events\": {}, \"commands\": {}, \"ran_out\": {}, \
+        "{{\"rate\": {}, \"other_processes_cpus\": {:.3}, \"measured_secs\": {:.3}, \"wire_secs\": {:.3}, \"achieved_events_per_sec\": {:.0}, \"events\": {}, \"commands\": {}, \"ran_out\": {}, \
          \"messages_sent\": {}, \"packets_sent\": {}, \"bytes_sent\": {}, \"send_errors\": {}, \
          \"check_failures\": {}, \"ring_full\": {}, \"busy_polls\": {}, \"frames_polled\": {}, \
          \"window_seqs\": [{}, {}], \
-         \"producer_late\": {}, \"event_to_wire\": {}, \"event_to_receive\": {}, \
+         \"producer_late\": {}, \"event_to_pickup\": {}, \"end_of_batch_send\": {}, \
+         \"event_to_wire\": {}, \"event_to_receive\": {}, \
          \"lost_total\": {lost}, \"received_per_subscriber\": [{}], \"lost_per_subscriber\": [{}]}}",
         r.rate,
+        r.others_cpus,
         r.measured_secs,
         r.wire_secs,
         achieved(r),
@@ -1505,6 +1625,8 @@ fn open_loop_json(r: &OpenLoopResult) -> String {
         r.window_seqs.0,
         r.window_seqs.1,
         hist_json(&r.producer_late),
+        hist_json(&r.pickup),
+        hist_json(&r.send),
         hist_json(&r.wire),
         hist_json(&r.receive),
         received.join(", "),
@@ -1527,6 +1649,11 @@ fn latency(args: &LatencyArgs) -> Result<(), String> {
         let dest = receiver
             .local_addr()
             .map_err(|e| format!("receiver address: {e}"))?;
+        // With `--receiver none` the socket stays open here, unread, until the run is over.
+        let (receivers, _unread) = match args.receiver {
+            ReceiverArg::Drain => (vec![vec![receiver]], None),
+            ReceiverArg::None => (Vec::new(), Some(receiver)),
+        };
         let r = open_loop(OpenLoopSetup {
             rec: &rec,
             rate,
@@ -1535,32 +1662,43 @@ fn latency(args: &LatencyArgs) -> Result<(), String> {
             ring_slots: o.ring_slots,
             packet_bytes: args.workload.packet_bytes,
             destinations: vec![dest],
-            receivers: vec![vec![receiver]],
+            receivers,
             placement: &placement,
         })?;
         print_open_loop(&r, false);
         results.push(r);
     }
     println!("\nload average at end: {}", loadavg());
-    let mut summary = String::from(
-        "\nSummary: open loop through a shared-memory output ring to one loopback UDP receiver;",
+    let mut summary = format!(
+        "\nSummary: open loop through a shared-memory output ring to one loopback UDP socket ({});",
+        match args.receiver {
+            ReceiverArg::Drain => "read by a receiver thread",
+            ReceiverArg::None => "not read",
+        }
     );
     for r in &results {
+        let receive = if r.subs.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " and event-to-receive p50 {} / p99 {}{}",
+                fmt_ns(quantile(&r.receive, 0.5)),
+                fmt_ns(quantile(&r.receive, 0.99)),
+                if r.subs.iter().any(|s| s.lost > 0) {
+                    ", with losses"
+                } else {
+                    ""
+                }
+            )
+        };
         let _ = write!(
             summary,
-            " at {} events/s offered ({:.0} achieved) event-to-wire p50 {} / p99 {} / max {} and event-to-receive p50 {} / p99 {}{};",
+            " at {} events/s offered ({:.0} achieved) event-to-wire p50 {} / p99 {} / max {}{receive};",
             r.rate,
             achieved(r),
             fmt_ns(quantile(&r.wire, 0.5)),
             fmt_ns(quantile(&r.wire, 0.99)),
             fmt_ns(quantile(&r.wire, 1.0)),
-            fmt_ns(quantile(&r.receive, 0.5)),
-            fmt_ns(quantile(&r.receive, 0.99)),
-            if r.subs.iter().any(|s| s.lost > 0) {
-                ", with losses"
-            } else {
-                ""
-            }
         );
     }
     let met = results
@@ -1576,6 +1714,14 @@ fn latency(args: &LatencyArgs) -> Result<(), String> {
         let mut j = String::from("{\n");
         json_header(&mut j, "latency", &cpu, cores, &rec);
         let _ = writeln!(j, "  \"placement\": \"{}\",", placement.describe());
+        let _ = writeln!(
+            j,
+            "  \"receiver\": \"{}\",",
+            match args.receiver {
+                ReceiverArg::Drain => "drain",
+                ReceiverArg::None => "none",
+            }
+        );
         let _ = writeln!(
             j,
             "  \"seconds\": {}, \"warmup\": {}, \"ring_slots\": {},",

@@ -230,11 +230,14 @@ pub fn run(
             break;
         }
         server.idle(now);
-        consumer.heartbeat();
         idle = idle.saturating_add(1);
-        if idle > 20_000 && small_machine {
-            thread::sleep(Duration::from_micros(200));
-        } else if idle > 100 {
+        // Spin first (an event that arrives now is sent within a poll), then yield, then, on a
+        // machine too small to give this thread a core, sleep a little at a time.
+        if idle > 200_000 && small_machine {
+            consumer.heartbeat();
+            thread::sleep(Duration::from_micros(100));
+        } else if idle > 20_000 {
+            consumer.heartbeat();
             thread::yield_now();
         } else {
             std::hint::spin_loop();

@@ -20,7 +20,6 @@ use crate::feed::{
     OrderExecuted, PriceLevel, ReduceOrder, SnapshotBegin, SnapshotEnd, Statistics, Status,
     SYMBOL_BYTES,
 };
-use ferrox_protocol::event::BookDelta;
 use ferrox_protocol::{Event, InstrumentId, InstrumentStatus, OrderId, PriceTicks, QtyLots, Side};
 
 /// Receives the publisher's messages with their feed sequence numbers, in order.
@@ -147,15 +146,13 @@ struct Inst {
     stats: DayStats,
     traded: bool,
     touched: bool,
+    /// Whether a change this command may have altered the side's top `depth` levels; only
+    /// dirty sides are compared at the end of the command.
+    dirty: [bool; 2],
     bbo: [Option<LevelView>; 2],
     /// The top `depth` levels per side as last published, best first.
     published: [Vec<LevelView>; 2],
 }
-
-/// `BookDelta`s kept per command for the end-of-command check; beyond this many a command's
-/// deltas go unchecked rather than grow the buffer (a sweep of hundreds of levels is rare and
-/// the fingerprints still cover it).
-const DELTAS_CHECKED_MAX: usize = 256;
 
 pub struct Publisher {
     books: Books,
@@ -164,7 +161,6 @@ pub struct Publisher {
     next_seq: u64,
     depth: usize,
     scratch: Vec<LevelView>,
-    deltas: Vec<BookDelta>,
     last_ts_ns: u64,
     counters: PublisherCounters,
     first_error: Option<String>,
@@ -206,6 +202,7 @@ impl Publisher {
                     stats: DayStats::default(),
                     traded: false,
                     touched: false,
+                    dirty: [false; 2],
                     bbo: [None; 2],
                     published: [Vec::with_capacity(depth), Vec::with_capacity(depth)],
                 }
@@ -229,7 +226,6 @@ impl Publisher {
                 };
                 depth
             ],
-            deltas: Vec::with_capacity(DELTAS_CHECKED_MAX),
             last_ts_ns: 0,
             counters: PublisherCounters::default(),
             first_error: None,
@@ -334,6 +330,7 @@ impl Publisher {
                 self.emit(out, m);
             }
             self.touch(instrument);
+            self.inst[i].dirty = [true; 2];
         }
         self.on_end(ts_ns, out);
     }
@@ -351,6 +348,26 @@ impl Publisher {
                 i.touched = true;
                 self.touched.push(instrument.0);
             }
+        }
+    }
+
+    /// Notes a change at `price` on `side`: the side's L2 window needs comparing only if the
+    /// price is inside it (or the window is not full), which spares the comparison for the
+    /// many changes deep in the book.
+    fn touch_level(&mut self, instrument: InstrumentId, side: Side, price: PriceTicks) {
+        self.touch(instrument);
+        let depth = self.depth;
+        if let Some(i) = self.inst.get_mut(instrument.0 as usize) {
+            let s = side_index(side);
+            if i.dirty[s] {
+                return;
+            }
+            let published = &i.published[s];
+            i.dirty[s] = published.len() < depth
+                || published.last().is_none_or(|worst| match side {
+                    Side::Buy => price >= worst.price,
+                    Side::Sell => price <= worst.price,
+                });
         }
     }
 
@@ -392,7 +409,7 @@ impl Publisher {
                     ),
                     Err(e) => self.mirror_error("Rested", e),
                 }
-                self.touch(r.instrument);
+                self.touch_level(r.instrument, r.side, r.price);
             }
             Event::Trade(t) => {
                 // The trade print goes out even if the mirror disagrees: a trade happened.
@@ -419,7 +436,11 @@ impl Publisher {
                     i.stats.on_trade(t.price, t.qty);
                     i.traded = true;
                 }
-                self.touch(t.instrument);
+                let maker_side = match t.aggressor_side {
+                    Side::Buy => Side::Sell,
+                    Side::Sell => Side::Buy,
+                };
+                self.touch_level(t.instrument, maker_side, t.price);
             }
             Event::Cancelled(c) => self.delete(ts_ns, c.instrument, c.order_id, out),
             Event::Expired(x) => self.delete(ts_ns, x.instrument, x.order_id, out),
@@ -439,7 +460,7 @@ impl Publisher {
                         ),
                         Err(e) => self.mirror_error("Restated", e),
                     }
-                    self.touch(r.instrument);
+                    self.touch_level(r.instrument, r.side, r.price);
                 }
             }
             Event::Replaced(r) => {
@@ -464,7 +485,7 @@ impl Publisher {
                         ),
                         Err(e) => self.mirror_error("Replaced", e),
                     }
-                    self.touch(r.instrument);
+                    self.touch_level(r.instrument, r.side, r.price);
                 } else {
                     // It leaves its place now; if anything is left after it trades at the new
                     // price, `Rested` adds it back at the end of its new level.
@@ -472,8 +493,20 @@ impl Publisher {
                 }
             }
             Event::BookDelta(d) => {
-                if self.deltas.len() < DELTAS_CHECKED_MAX {
-                    self.deltas.push(d);
+                // The engine emits a level's new totals right after changing it, and the mirror
+                // has applied the same change by then: they must agree at this point.
+                let mirror = self.books.level(d.instrument, d.side, d.price);
+                let agrees = match mirror {
+                    None => d.order_count == 0,
+                    Some(l) => l.order_count == d.order_count && l.qty_total == d.qty_total,
+                };
+                if !agrees {
+                    self.counters.delta_mismatches += 1;
+                    if self.first_error.is_none() {
+                        self.first_error = Some(format!(
+                            "command {seq}: BookDelta {d:?}, mirror {mirror:?}"
+                        ));
+                    }
                 }
             }
             Event::StatusChanged(s) => {
@@ -532,26 +565,30 @@ impl Publisher {
             return;
         }
         match self.books.delete(instrument, order_id) {
-            Ok(o) => self.emit(
-                out,
-                Message::Delete(DeleteOrder {
-                    instrument,
-                    ts_ns,
-                    side: o.side,
-                    order_id,
-                    qty: o.qty_open,
-                }),
-            ),
-            Err(e) => self.mirror_error("delete", e),
+            Ok(o) => {
+                self.emit(
+                    out,
+                    Message::Delete(DeleteOrder {
+                        instrument,
+                        ts_ns,
+                        side: o.side,
+                        order_id,
+                        qty: o.qty_open,
+                    }),
+                );
+                self.touch_level(instrument, o.side, o.price);
+            }
+            Err(e) => {
+                self.mirror_error("delete", e);
+                self.touch(instrument);
+            }
         }
-        self.touch(instrument);
     }
 
     /// The end of a command: statistics, L2 and L1 updates for every instrument it touched.
     pub fn on_end(&mut self, ts_ns: u64, out: &mut impl MessageSink) {
         self.counters.commands += 1;
         self.last_ts_ns = ts_ns;
-        self.check_deltas();
         for t in 0..self.touched.len() {
             let i = self.touched[t] as usize;
             let instrument = InstrumentId(i as u32);
@@ -564,51 +601,73 @@ impl Publisher {
             let mut bbo_changed = false;
             for side in SIDES {
                 let s = side_index(side);
-                let mut scratch = std::mem::take(&mut self.scratch);
-                let n = self
-                    .books
-                    .depth(instrument, side, &mut scratch[..self.depth]);
-                let new = &scratch[..n];
-                let published = std::mem::take(&mut self.inst[i].published[s]);
-                for old in &published {
-                    if !new.iter().any(|l| l.price == old.price) {
-                        self.emit(
-                            out,
-                            Message::Level(PriceLevel {
-                                instrument,
-                                ts_ns,
-                                side,
-                                price: old.price,
-                                qty_total: QtyLots(0),
-                                order_count: 0,
-                                position: 0,
-                            }),
-                        );
-                    }
+                if !std::mem::take(&mut self.inst[i].dirty[s]) {
+                    continue;
                 }
-                for (k, level) in new.iter().enumerate() {
-                    if published.iter().any(|o| o == level) {
-                        continue;
-                    }
-                    self.emit(
-                        out,
-                        Message::Level(PriceLevel {
+                let mut scratch = std::mem::take(&mut self.scratch);
+                let n = self.books.depth(instrument, side, &mut scratch[..self.depth]);
+                let new = &scratch[..n];
+                let mut published = std::mem::take(&mut self.inst[i].published[s]);
+                // Both lists are best first: one merge finds the levels that left the window,
+                // the new ones and the changed ones.
+                let better = |a: PriceTicks, b: PriceTicks| match side {
+                    Side::Buy => a > b,
+                    Side::Sell => a < b,
+                };
+                let (mut a, mut b) = (0, 0);
+                while a < published.len() || b < new.len() {
+                    let left = match (published.get(a), new.get(b)) {
+                        (Some(o), Some(l)) if o.price == l.price => {
+                            a += 1;
+                            b += 1;
+                            if o == l {
+                                continue;
+                            }
+                            None
+                        }
+                        (Some(o), Some(l)) if better(o.price, l.price) => {
+                            a += 1;
+                            Some(o.price)
+                        }
+                        (Some(o), None) => {
+                            a += 1;
+                            Some(o.price)
+                        }
+                        _ => {
+                            b += 1;
+                            None
+                        }
+                    };
+                    let msg = match left {
+                        Some(price) => PriceLevel {
                             instrument,
                             ts_ns,
                             side,
-                            price: level.price,
-                            qty_total: level.qty_total,
-                            order_count: level.order_count,
-                            position: (k + 1) as u8,
-                        }),
-                    );
+                            price,
+                            qty_total: QtyLots(0),
+                            order_count: 0,
+                            position: 0,
+                        },
+                        None => {
+                            let l = new[b - 1];
+                            PriceLevel {
+                                instrument,
+                                ts_ns,
+                                side,
+                                price: l.price,
+                                qty_total: l.qty_total,
+                                order_count: l.order_count,
+                                position: b as u8,
+                            }
+                        }
+                    };
+                    self.emit(out, Message::Level(msg));
                 }
                 let best = new.first().copied();
                 if self.inst[i].bbo[s] != best {
                     self.inst[i].bbo[s] = best;
                     bbo_changed = true;
                 }
-                let mut published = published;
                 published.clear();
                 published.extend_from_slice(new);
                 self.inst[i].published[s] = published;
@@ -632,31 +691,6 @@ impl Publisher {
             }
         }
         self.touched.clear();
-    }
-
-    /// Compares the last `BookDelta` of each level in the command with the mirror.
-    fn check_deltas(&mut self) {
-        for k in (0..self.deltas.len()).rev() {
-            let d = self.deltas[k];
-            let later = self.deltas[k + 1..]
-                .iter()
-                .any(|e| e.instrument == d.instrument && e.side == d.side && e.price == d.price);
-            if later {
-                continue;
-            }
-            let mirror = self.books.level(d.instrument, d.side, d.price);
-            let agrees = match mirror {
-                None => d.order_count == 0,
-                Some(l) => l.order_count == d.order_count && l.qty_total == d.qty_total,
-            };
-            if !agrees {
-                self.counters.delta_mismatches += 1;
-                if self.first_error.is_none() {
-                    self.first_error = Some(format!("BookDelta {d:?}, mirror {mirror:?}"));
-                }
-            }
-        }
-        self.deltas.clear();
     }
 
     /// One instrument's snapshot as of the last message published: `G`, `R`, `H`, `S`, an `A`

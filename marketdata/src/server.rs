@@ -71,6 +71,10 @@ struct Out {
     packet: PacketBuilder,
     store: RetransmitStore,
     stats: Arc<ServerStats>,
+    /// Messages since the shared counters were last updated: they are published once per
+    /// packet, not with an atomic read-modify-write per message.
+    unpublished_messages: u64,
+    last_seq: u64,
 }
 
 fn send_to_all(socket: &UdpSocket, destinations: &[SocketAddr], stats: &ServerStats, bytes: &[u8]) {
@@ -100,6 +104,11 @@ impl Out {
         );
         let next = self.packet.next_seq();
         self.packet.start(next);
+        self.stats.messages.fetch_add(
+            std::mem::take(&mut self.unpublished_messages),
+            Ordering::Relaxed,
+        );
+        self.stats.last_seq.store(self.last_seq, Ordering::Relaxed);
     }
 }
 
@@ -115,8 +124,8 @@ impl MessageSink for Out {
             let pushed = self.packet.push(msg);
             debug_assert!(pushed, "an empty packet holds any one message");
         }
-        self.stats.messages.fetch_add(1, Ordering::Relaxed);
-        self.stats.last_seq.store(seq, Ordering::Relaxed);
+        self.unpublished_messages += 1;
+        self.last_seq = seq;
     }
 }
 
@@ -134,6 +143,7 @@ struct Conn {
 }
 
 const LISTENER: Token = Token(usize::MAX);
+const RECOVERY_POLL_INTERVAL: Duration = Duration::from_micros(250);
 /// A partial request frame can hold at most this many bytes (a frame's payload length is a
 /// `u16`); more buffered without a complete frame means the peer does not speak the protocol.
 const REQUEST_BYTES_MAX: usize = 2 + 65_535;
@@ -149,6 +159,7 @@ pub struct MdServer {
     /// Frames of a command have been seen but not its END: not a place for a snapshot.
     in_command: bool,
     last_sent: Instant,
+    last_recovery_poll: Instant,
     stats: Arc<ServerStats>,
 }
 
@@ -181,6 +192,8 @@ impl MdServer {
                 packet: PacketBuilder::new(config.session, config.packet_bytes_max),
                 store: RetransmitStore::new(config.retransmit_messages),
                 stats: Arc::clone(&stats),
+                unpublished_messages: 0,
+                last_seq: 0,
             },
             publisher,
             poll,
@@ -189,6 +202,7 @@ impl MdServer {
             conns: Vec::new(),
             in_command: false,
             last_sent: Instant::now(),
+            last_recovery_poll: Instant::now(),
             stats,
             config,
         })
@@ -239,9 +253,12 @@ impl MdServer {
             .store(c.checkpoints, Ordering::Relaxed);
     }
 
-    /// Sends the packet being built, if any: call when the ring has nothing more to read.
+    /// Sends the packet being built, if any, unless a command is half read: call when the ring
+    /// has nothing more to read. Flushing only at command boundaries keeps a command's messages
+    /// in one packet when they fit (one send instead of two), and the rest of a command is
+    /// never more than a ring poll away.
     pub fn flush(&mut self, now: Instant) {
-        if !self.out.packet.is_empty() {
+        if !self.in_command && !self.out.packet.is_empty() {
             self.out.flush();
             self.last_sent = now;
         }
@@ -257,7 +274,11 @@ impl MdServer {
             self.stats.heartbeats.fetch_add(1, Ordering::Relaxed);
             self.last_sent = now;
         }
-        if !self.in_command {
+        // Polling the recovery sockets is a system call; a few thousand times a second is
+        // prompt enough for recovery and leaves the idle loop free to notice the next event.
+        if !self.in_command && now.duration_since(self.last_recovery_poll) >= RECOVERY_POLL_INTERVAL
+        {
+            self.last_recovery_poll = now;
             self.serve_recovery();
         }
     }

@@ -129,8 +129,7 @@ fn session_now() -> SessionId {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    SessionId::new(&format!("{:010}", secs % 10_000_000_000))
-        .unwrap_or(SessionId(*b"0000000000"))
+    SessionId::new(&format!("{:010}", secs % 10_000_000_000)).unwrap_or(SessionId(*b"0000000000"))
 }
 
 /// Builds the publisher, seeded with the books the engine recovered (in time priority), and

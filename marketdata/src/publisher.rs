@@ -503,9 +503,8 @@ impl Publisher {
                 if !agrees {
                     self.counters.delta_mismatches += 1;
                     if self.first_error.is_none() {
-                        self.first_error = Some(format!(
-                            "command {seq}: BookDelta {d:?}, mirror {mirror:?}"
-                        ));
+                        self.first_error =
+                            Some(format!("command {seq}: BookDelta {d:?}, mirror {mirror:?}"));
                     }
                 }
             }
@@ -605,7 +604,9 @@ impl Publisher {
                     continue;
                 }
                 let mut scratch = std::mem::take(&mut self.scratch);
-                let n = self.books.depth(instrument, side, &mut scratch[..self.depth]);
+                let n = self
+                    .books
+                    .depth(instrument, side, &mut scratch[..self.depth]);
                 let new = &scratch[..n];
                 let mut published = std::mem::take(&mut self.inst[i].published[s]);
                 // Both lists are best first: one merge finds the levels that left the window,

@@ -9,6 +9,8 @@ mod console;
 mod exchange;
 mod fixclient;
 mod marketdata;
+mod replay;
+mod replay_tools;
 
 use clap::{Parser, Subcommand};
 use ferrox_engine::Engine;
@@ -74,6 +76,11 @@ enum Cmd {
     Md {
         #[command(subcommand)]
         command: MdCmd,
+    },
+    /// Replay tools over a data directory: verify, dump, trades, stats, book.
+    Replay {
+        #[command(subcommand)]
+        command: replay::ReplayCmd,
     },
     /// Print the embedded default configuration.
     DefaultConfig,
@@ -365,6 +372,7 @@ fn main() -> ExitCode {
             })
         }
         Cmd::Md { command } => md_watch(command),
+        Cmd::Replay { command } => replay::run(command),
         Cmd::DefaultConfig => {
             print!("{DEFAULT_CONFIG}");
             Ok(())

@@ -267,7 +267,11 @@ impl MdServer {
     /// The idle path: a heartbeat if the feed has been quiet, and the recovery service.
     pub fn idle(&mut self, now: Instant) {
         self.flush(now);
-        if now.duration_since(self.last_sent) >= self.config.heartbeat_interval {
+        // A heartbeat names the next sequence number, so none goes out while a command's messages
+        // are still waiting in the packet (they would look lost).
+        if self.out.packet.is_empty()
+            && now.duration_since(self.last_sent) >= self.config.heartbeat_interval
+        {
             let mut hb = [0u8; PACKET_HEADER_BYTES];
             encode_heartbeat(self.config.session, self.publisher.next_seq(), &mut hb);
             self.out.send(&hb);

@@ -1491,7 +1491,7 @@ pub enum RejectReason {
     UnknownInstrument = 3,
     /// The request did not decode.
     Malformed = 4,
-    /// Too many requests in flight on the connection.
+    /// Too many recovery connections (the service takes a bounded number at a time).
     TooManyRequests = 5,
     /// The connection's bounded reply queue filled; the connection is closed after this frame.
     SlowConsumer = 6,

@@ -182,8 +182,9 @@ struct Book {
     orders: u32,
 }
 
+/// The index of a side in the per-side arrays of the book, the publisher and the subscriber.
 #[inline(always)]
-fn side_index(side: Side) -> usize {
+pub(crate) fn side_index(side: Side) -> usize {
     match side {
         Side::Buy => 0,
         Side::Sell => 1,

@@ -14,7 +14,7 @@
 //! `BookChecked` fingerprints and counts every disagreement, so a bug in either shows up in the
 //! counters instead of on a customer's screen.
 
-use crate::book::{BookError, Books, LevelView};
+use crate::book::{side_index, BookError, Books, LevelView};
 use crate::feed::{
     AddOrder, BestBidOffer, Checkpoint, DeleteOrder, Directory, Message, ModifyOrder,
     OrderExecuted, PriceLevel, ReduceOrder, SnapshotBegin, SnapshotEnd, Statistics, Status,
@@ -164,13 +164,6 @@ pub struct Publisher {
     last_ts_ns: u64,
     counters: PublisherCounters,
     first_error: Option<String>,
-}
-
-fn side_index(side: Side) -> usize {
-    match side {
-        Side::Buy => 0,
-        Side::Sell => 1,
-    }
 }
 
 const SIDES: [Side; 2] = [Side::Buy, Side::Sell];

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::book::{BookError, Books, LevelView};
+use crate::book::{side_index, BookError, Books, LevelView};
 use crate::feed::{
     decode_reply, parse_packet, BestBidOffer, Directory, FeedError, Message, OrderExecuted,
     PacketKind, RejectReason, Reply, Request, SessionId,
@@ -141,13 +141,6 @@ pub struct Subscriber {
     counters: SubscriberCounters,
     first_problem: Option<String>,
     scratch: Vec<LevelView>,
-}
-
-fn side_index(side: Side) -> usize {
-    match side {
-        Side::Buy => 0,
-        Side::Sell => 1,
-    }
 }
 
 impl Subscriber {

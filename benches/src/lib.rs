@@ -21,6 +21,7 @@
 //! target a cancel becomes a new order, when above, a new order becomes a cancel (the realised
 //! mix is reported).
 
+pub mod report;
 pub mod timer;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};

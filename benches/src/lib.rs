@@ -21,8 +21,13 @@
 //! target a cancel becomes a new order, when above, a new order becomes a cancel (the realised
 //! mix is reported).
 
+pub mod plot;
 pub mod report;
+pub mod suite;
 pub mod timer;
+pub mod workloads;
+
+pub use workloads::{parse_spec, workload_by_name, AvalancheConfig, WorkloadSpec, WORKLOAD_NAMES};
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -176,6 +181,8 @@ pub struct WorkloadConfig {
     pub activity: Activity,
     pub limits: Limits,
     pub levels_per_side_max: u32,
+    /// Each book side's direct-mapped price window, in ticks (see the engine's ladder).
+    pub ladder_window_ticks: u32,
 }
 
 impl WorkloadConfig {
@@ -197,6 +204,53 @@ impl WorkloadConfig {
                 gtd_orders_max: 1,
             },
             levels_per_side_max: 1_024,
+            ladder_window_ticks: ferrox_engine::config::DEFAULT_LADDER_WINDOW_TICKS,
+        }
+    }
+
+    /// 100 instruments of the small preset's shape: 100,000 resting orders over about 75,000
+    /// levels, with Pareto-distributed activity.
+    pub fn medium() -> WorkloadConfig {
+        WorkloadConfig {
+            name: "medium".into(),
+            instruments: 100,
+            activity: Activity::Pareto { alpha: 1.5 },
+            accounts: 10_000,
+            // At most 100 x (1,000 + 20 tolerance + 1) orders; at most 100 x 2 x 820 levels in
+            // theory, about 75,000 in practice.
+            limits: Limits {
+                orders_max: 1 << 17,
+                levels_max: 1 << 17,
+                gtd_orders_max: 1,
+            },
+            ..WorkloadConfig::small()
+        }
+    }
+
+    /// 10,000 instruments with 100 resting orders each (1,000,000 orders), Pareto activity.
+    /// The price range is scaled with the book (82 ticks a side instead of 820) so that about
+    /// 50 orders a side lie on about 37 levels, the small preset's orders-per-level ratio.
+    pub fn wide() -> WorkloadConfig {
+        WorkloadConfig {
+            name: "wide".into(),
+            instruments: 10_000,
+            orders_per_instrument: 100,
+            price_range_ticks: 82,
+            activity: Activity::Pareto { alpha: 1.5 },
+            accounts: 100_000,
+            // Orders: at most 10,000 x (100 + 2 tolerance + 1) = 1.03M < 2^20. Levels: about
+            // 750,000 (37.5 a side per book), 13% headroom.
+            limits: Limits {
+                orders_max: 1 << 20,
+                levels_max: 851_968,
+                gtd_orders_max: 1,
+            },
+            // A side can never hold more than 82 levels (its whole price range).
+            levels_per_side_max: 128,
+            // The whole range (2 x 82 ticks) fits a 256-tick window; 10,000 books with the
+            // default 2,048-tick window would spend 160 MiB on empty slots.
+            ladder_window_ticks: 256,
+            ..WorkloadConfig::small()
         }
     }
 
@@ -224,7 +278,9 @@ impl WorkloadConfig {
     pub fn preset(name: &str) -> Option<WorkloadConfig> {
         match name {
             "small" => Some(WorkloadConfig::small()),
+            "medium" => Some(WorkloadConfig::medium()),
             "large" => Some(WorkloadConfig::large()),
+            "wide" => Some(WorkloadConfig::wide()),
             _ => None,
         }
     }
@@ -238,6 +294,7 @@ impl WorkloadConfig {
             .map(|i| {
                 let mut spec = InstrumentSpec::simple(&format!("SYM{i:05}"), self.mid_price);
                 spec.levels_per_side_max = self.levels_per_side_max;
+                spec.ladder_window_ticks = self.ladder_window_ticks;
                 spec
             })
             .collect();
@@ -523,11 +580,36 @@ pub struct GenStats {
     pub levels_max: u64,
     pub state_hash_after_prefill: u64,
     pub state_hash_end: u64,
+    /// Avalanche workloads: IOC orders that swept, the price levels they traded at (total and
+    /// the most by one IOC) and their trades.
+    pub sweeps: u64,
+    pub levels_swept: u64,
+    pub levels_swept_max: u64,
+    pub sweep_trades: u64,
+}
+
+impl GenStats {
+    /// Mean price levels one sweeping IOC traded at (0 without sweeps).
+    pub fn levels_per_sweep(&self) -> f64 {
+        self.levels_swept as f64 / self.sweeps.max(1) as f64
+    }
+
+    /// Mean trades per sweeping IOC (0 without sweeps).
+    pub fn trades_per_sweep(&self) -> f64 {
+        self.sweep_trades as f64 / self.sweeps.max(1) as f64
+    }
 }
 
 /// A recorded workload: replay `prefill` then `measured` on a fresh engine made from
-/// `config.engine_config()`.
+/// `engine_config` (for generated workloads, `config.engine_config()`).
+///
+/// Workloads that are not generated (a command file, LOBSTER data) carry a `config` that
+/// only says what it can: their name, instrument count and limits; its generator fields
+/// (price range, mix, ...) do not describe them.
 pub struct Workload {
+    /// The workload's name in reports: a preset, "avalanche", "lobster-aapl", "file-<stem>".
+    pub name: String,
+    pub engine_config: EngineConfig,
     pub config: WorkloadConfig,
     pub seed: u64,
     pub prefill: Vec<SequencedCommand>,
@@ -537,7 +619,12 @@ pub struct Workload {
 
 impl Workload {
     pub fn fresh_engine(&self) -> Engine {
-        Engine::new(self.config.engine_config()).expect("workload presets are valid")
+        Engine::new(self.engine_config.clone()).expect("workload configurations are valid")
+    }
+
+    /// Instruments of the engine configuration.
+    pub fn instruments(&self) -> u32 {
+        self.engine_config.instruments.len() as u32
     }
 
     /// A fresh engine with the pre-fill applied (events dropped).
@@ -552,7 +639,7 @@ impl Workload {
     /// A fresh engine with the pre-fill applied, and the model of its live orders.
     pub fn prefilled_with_model(&self) -> (Engine, BookModel) {
         let mut engine = self.fresh_engine();
-        let mut model = BookModel::new(self.config.instruments);
+        let mut model = BookModel::new(self.instruments());
         let mut sink = VecSink::default();
         for cmd in &self.prefill {
             engine.apply(cmd, &mut sink);
@@ -821,6 +908,8 @@ pub fn generate(config: &WorkloadConfig, commands: usize, seed: u64) -> Workload
         "model and engine agree on live orders"
     );
     Workload {
+        name: config.name.clone(),
+        engine_config: config.engine_config(),
         config: config.clone(),
         seed,
         prefill,

@@ -17,11 +17,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::prelude::{Engine as _, BASE64_STANDARD};
 use hdrhistogram::serialization::interval_log::{
     IntervalLogIterator, IntervalLogWriterBuilder, LogEntry, Tag,
 };
 use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
-use base64::prelude::{Engine as _, BASE64_STANDARD};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
@@ -37,7 +37,8 @@ pub fn new_histogram() -> Histogram<u64> {
 /// beyond a minute is recorded as a minute (and shows as the max), and a zero as 1 ns.
 pub fn record_ns(h: &mut Histogram<u64>, ns: u64) {
     let v = ns.clamp(1, HIST_MAX_NS);
-    h.record(v).expect("value is clamped into the histogram's range");
+    h.record(v)
+        .expect("value is clamped into the histogram's range");
 }
 
 /// The machine a report was measured on. Call [`Machine::detect`] before pinning any thread:
@@ -256,7 +257,8 @@ impl ReportWriter {
         })
     }
 
-    /// Adds a result. With a histogram, its interval log is written first (one interval, the
+    /// Adds a result. With a histogram, its interval log (`<stem>-<name>.hlog`, or `<name>.hlog`
+    /// when the name starts with the stem) is written first (one interval, the
     /// whole run) and the result points at it. The JSON is rewritten each time.
     pub fn add(&mut self, mut result: BenchResult, h: Option<&Histogram<u64>>) -> io::Result<()> {
         if self.report.results.iter().any(|r| r.name == result.name) {
@@ -266,7 +268,13 @@ impl ReportWriter {
             ));
         }
         if let Some(h) = h {
-            let file = format!("{}-{}.hlog", self.stem, result.name);
+            // Results are often named after their tool already ("floor-ring-100000" in the
+            // report "floor-ring"); the stem is not repeated then.
+            let file = if result.name.starts_with(&self.stem) {
+                format!("{}.hlog", result.name)
+            } else {
+                format!("{}-{}.hlog", self.stem, result.name)
+            };
             let elapsed = self.started.elapsed().unwrap_or_default();
             write_histogram_log(&self.dir.join(&file), &result.name, h, elapsed)?;
             result.histogram_log = Some(file);
@@ -346,19 +354,20 @@ pub fn read_histogram_log(path: &Path) -> io::Result<Histogram<u64>> {
             let decoded = BASE64_STANDARD
                 .decode(ilh.encoded_histogram())
                 .map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{}: {e}", path.display()),
-                )
-            })?;
-            let h: Histogram<u64> = deserializer
-                .deserialize(&mut decoded.as_slice())
-                .map_err(|e| {
                     io::Error::new(
                         io::ErrorKind::InvalidData,
-                        format!("{}: {e:?}", path.display()),
+                        format!("{}: {e}", path.display()),
                     )
                 })?;
+            let h: Histogram<u64> =
+                deserializer
+                    .deserialize(&mut decoded.as_slice())
+                    .map_err(|e| {
+                        io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("{}: {e:?}", path.display()),
+                        )
+                    })?;
             total.add(&h).map_err(|e| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,

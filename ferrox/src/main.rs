@@ -15,7 +15,7 @@ mod replay_tools;
 use clap::{Parser, Subcommand};
 use ferrox_engine::Engine;
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -81,6 +81,17 @@ enum Cmd {
     Replay {
         #[command(subcommand)]
         command: replay::ReplayCmd,
+    },
+    /// The benchmark suite in one command: engine only, side by side with other order books,
+    /// pipeline and wire to wire with their floors; reports, histogram logs, plots and a
+    /// summary. Arguments go to `ferrox-suite` (`ferrox bench --help-suite` lists them).
+    Bench {
+        /// Print the suite's own options.
+        #[arg(long)]
+        help_suite: bool,
+        /// Options for the suite, e.g. `--quick`, `--out DIR`, `--sections engine,peers`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
     /// Print the embedded default configuration.
     DefaultConfig,
@@ -341,6 +352,47 @@ fn run_load(config: Option<PathBuf>, options: client::LoadOptions) -> Result<(),
     Ok(())
 }
 
+/// Runs `ferrox-suite` from beside this binary. When it is not there and this binary was built
+/// from a workspace that is still present, the benchmark binaries are built first (release), so
+/// that `cargo run --release -p ferrox -- bench` is the one command a benchmarker needs.
+fn bench(args: Vec<String>) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
+    let here = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut bins = here.clone();
+    if !bins.join("ferrox-suite").is_file() {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .filter(|w| w.join("Cargo.toml").is_file())
+            .ok_or(
+                "ferrox-suite is not beside this binary and the source tree is not at hand: \
+                    build it with `cargo build --release -p ferrox -p ferrox-benches`",
+            )?;
+        eprintln!("ferrox: building the benchmark binaries (cargo build --release -p ferrox -p ferrox-benches)");
+        let status = std::process::Command::new("cargo")
+            .args(["build", "--release", "-p", "ferrox", "-p", "ferrox-benches"])
+            .current_dir(workspace)
+            .status()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        if !status.success() {
+            return Err(format!("building the benchmark binaries failed ({status})"));
+        }
+        bins = std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| workspace.join("target"), PathBuf::from)
+            .join("release");
+    }
+    let status = std::process::Command::new(bins.join("ferrox-suite"))
+        .arg("--bin-dir")
+        .arg(&bins)
+        .args(&args)
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", bins.join("ferrox-suite").display()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("the benchmark suite failed ({status})"))
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -373,6 +425,12 @@ fn main() -> ExitCode {
         }
         Cmd::Md { command } => md_watch(command),
         Cmd::Replay { command } => replay::run(command),
+        Cmd::Bench { help_suite, mut args } => {
+            if help_suite {
+                args.push("--help".into());
+            }
+            bench(args)
+        }
         Cmd::DefaultConfig => {
             print!("{DEFAULT_CONFIG}");
             Ok(())

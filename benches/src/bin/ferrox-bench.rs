@@ -1,7 +1,9 @@
 //! `ferrox-bench`: the plain benchmark harness.
 //!
-//! `ferrox-bench engine --preset small|large --commands N --seed S [--json FILE]` builds a
-//! seeded, fill-aware workload (see the library docs), then on fresh pre-filled engines:
+//! `ferrox-bench engine --workload SPEC --commands N --seed S [--json FILE] [--report DIR]`
+//! builds a workload with `ferrox_benches::workload_by_name` (SPEC: small, medium, large,
+//! wide, avalanche, lobster[:MESSAGES_CSV], file:PATH; `--preset` is an alias of
+//! `--workload`), then on fresh pre-filled engines:
 //!
 //! - throughput: applies every measured command back to back with `NullSink`, several runs,
 //!   reporting each and the best; then the same with a sink that copies each event into a
@@ -9,6 +11,12 @@
 //! - latency: times every command on its own with the cycle timer, into an HdrHistogram.
 //!
 //! Nothing is allocated or generated inside a timed region.
+//!
+//! Generated workloads take `--mix gtc=9,ioc=3,cancel=6,move=82`, `--orders-per-instrument`,
+//! `--activity` and `--price-range`; a command file takes `--config CONFIG.toml` for its
+//! instruments (default: ferrox's embedded configuration). `--report DIR` writes
+//! `DIR/engine-<workload>.json` and the latency histogram's log in the common report format
+//! (`ferrox_benches::report`).
 
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -16,9 +24,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
+use ferrox_benches::report::{self, BenchResult, ReportWriter};
 use ferrox_benches::timer::{Overhead, Timer, TimerKind};
 use ferrox_benches::{
-    activity_concentration, generate, Activity, OpKind, Workload, WorkloadConfig,
+    activity_concentration, parse_spec, Activity, Mix, OpKind, Workload, WorkloadSpec,
 };
 use ferrox_engine::Engine;
 use ferrox_protocol::{Event, EventSink, NullSink, SequencedCommand};
@@ -100,14 +109,6 @@ enum Cmd {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum Preset {
-    /// 1 instrument, ~1,000 resting orders over ~750 levels.
-    Small,
-    /// 1,000 instruments, ~1,000,000 resting orders, Pareto activity.
-    Large,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
 enum ActivityArg {
     Uniform,
     Pareto,
@@ -121,8 +122,20 @@ enum TimerArg {
 
 #[derive(clap::Args)]
 struct EngineArgs {
-    #[arg(long, value_enum, default_value = "small")]
-    preset: Preset,
+    /// small | medium | large | wide | avalanche | lobster[:MESSAGES_CSV] | file:PATH
+    /// (`--preset` is an alias).
+    #[arg(long, alias = "preset", default_value = "small")]
+    workload: String,
+    /// Measured mix of a generated preset, e.g. gtc=9,ioc=3,cancel=6,move=82 (weights).
+    #[arg(long)]
+    mix: Option<String>,
+    /// Engine configuration (TOML: its [limits] and [[instruments]]) of a file:PATH workload;
+    /// default: ferrox's embedded configuration.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Write a report (JSON + HdrHistogram log) into this directory.
+    #[arg(long)]
+    report: Option<PathBuf>,
     /// Measured commands (after the pre-fill).
     #[arg(long, default_value_t = 5_000_000)]
     commands: usize,
@@ -342,34 +355,71 @@ fn quantile_ns(h: &Histogram<u64>, q: f64, timer: &Timer) -> f64 {
     timer.to_ns(ticks)
 }
 
-fn main() {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let result = match cli.command {
         Cmd::Engine(args) => engine_bench(&args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferrox-bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 
-fn engine_bench(args: &EngineArgs) {
+/// The workload spec with the command line's changes applied.
+fn workload_spec(args: &EngineArgs) -> Result<WorkloadSpec, String> {
+    let mut spec = parse_spec(&args.workload)?;
+    match &mut spec {
+        WorkloadSpec::Generated(config) => {
+            match args.activity {
+                Some(ActivityArg::Uniform) => config.activity = Activity::Uniform,
+                Some(ActivityArg::Pareto) => config.activity = Activity::Pareto { alpha: 1.5 },
+                None => {}
+            }
+            if let Some(r) = args.price_range {
+                config.price_range_ticks = r.max(1);
+            }
+            if let Some(n) = args.orders_per_instrument {
+                config.orders_per_instrument = n.max(1);
+            }
+            if let Some(m) = &args.mix {
+                config.mix = m.parse::<Mix>().map_err(|e| format!("--mix: {e}"))?;
+            }
+        }
+        other => {
+            let generator_flags = args.activity.is_some()
+                || args.price_range.is_some()
+                || args.orders_per_instrument.is_some()
+                || args.mix.is_some();
+            if generator_flags {
+                return Err(format!(
+                    "--mix, --orders-per-instrument, --activity and --price-range apply to the \
+                     generated presets (small, medium, large, wide), not to {:?}",
+                    args.workload
+                ));
+            }
+            if let WorkloadSpec::File { config, .. } = other {
+                config.clone_from(&args.config);
+            }
+        }
+    }
+    if args.config.is_some() && !matches!(spec, WorkloadSpec::File { .. }) {
+        return Err("--config applies to file:PATH workloads only".into());
+    }
+    Ok(spec)
+}
+
+fn engine_bench(args: &EngineArgs) -> Result<(), String> {
     #[cfg(target_os = "linux")]
     thp::ENABLED.store(args.huge_pages, std::sync::atomic::Ordering::Relaxed);
+    let spec = workload_spec(args)?;
     let m = machine();
+    let report_machine = report::Machine::detect();
     let load_start = loadavg();
     let pinned = pin(args);
-    let mut config = match args.preset {
-        Preset::Small => WorkloadConfig::small(),
-        Preset::Large => WorkloadConfig::large(),
-    };
-    match args.activity {
-        Some(ActivityArg::Uniform) => config.activity = Activity::Uniform,
-        Some(ActivityArg::Pareto) => config.activity = Activity::Pareto { alpha: 1.5 },
-        None => {}
-    }
-    if let Some(r) = args.price_range {
-        config.price_range_ticks = r.max(1);
-    }
-    if let Some(n) = args.orders_per_instrument {
-        config.orders_per_instrument = n.max(1);
-    }
     let timer = match args.timer {
         Some(TimerArg::Rdtsc) if cfg!(target_arch = "x86_64") => {
             Timer::with_kind(TimerKind::Rdtsc, Duration::from_millis(200))
@@ -381,8 +431,8 @@ fn engine_bench(args: &EngineArgs) {
     let instant_overhead = Timer::with_kind(TimerKind::Instant, Duration::ZERO).overhead(1_000_000);
 
     println!(
-        "ferrox-bench engine: preset {}, {} measured commands, seed {}",
-        config.name, args.commands, args.seed
+        "ferrox-bench engine: workload {}, {} measured commands, seed {}",
+        args.workload, args.commands, args.seed
     );
     println!(
         "machine: {} ({} logical CPUs{}), kernel {}",
@@ -417,20 +467,23 @@ fn engine_bench(args: &EngineArgs) {
     println!("load average at start: {load_start}");
 
     let t0 = Instant::now();
-    let w = generate(&config, args.commands, args.seed);
+    let w = spec.build(args.commands, args.seed)?;
     let gen_secs = t0.elapsed().as_secs_f64();
+    let config = &w.config;
+    let instruments = w.instruments();
     let s = &w.stats;
     let total_ops: u64 = s.ops.iter().sum();
     println!("\n-- workload (generated in {gen_secs:.1} s) --");
     println!(
-        "instruments {}, pre-fill {} orders -> {} resting orders on {} levels",
-        config.instruments,
+        "workload {}: instruments {}, pre-fill {} commands -> {} resting orders on {} levels",
+        w.name,
+        instruments,
         w.prefill.len(),
         s.orders_after_prefill,
         s.levels_after_prefill
     );
-    let (top1, top10) = activity_concentration(&config, args.seed);
-    if config.instruments > 1 {
+    let (top1, top10) = activity_concentration(config, args.seed);
+    if instruments > 1 && matches!(spec, WorkloadSpec::Generated(_)) {
         println!(
         "activity {:?}: busiest 1% of instruments get {:.1}% of commands, busiest 10% get {:.1}%",
         config.activity, top1 * 100.0, top10 * 100.0
@@ -447,6 +500,9 @@ fn engine_bench(args: &EngineArgs) {
         })
         .collect::<Vec<_>>()
         .join(", ");
+    if let WorkloadSpec::Generated(c) = &spec {
+        println!("configured mix: {}", c.mix.to_spec());
+    }
     println!("measured mix: {mix}");
     println!(
         "balancing: {} cancels became new orders, {} new orders became cancels",
@@ -460,6 +516,18 @@ fn engine_bench(args: &EngineArgs) {
         "book during measured phase: orders {}..{}, levels {}..{}",
         s.orders_min, s.orders_max, s.levels_min, s.levels_max
     );
+    if s.sweeps > 0 {
+        println!(
+            "sweeps: {} IOCs, levels swept per IOC mean {:.1} max {}, trades per IOC {:.1}",
+            s.sweeps,
+            s.levels_per_sweep(),
+            s.levels_swept_max,
+            s.trades_per_sweep()
+        );
+    }
+    if s.prefill_rejects > 0 {
+        println!("pre-fill rejects: {}", s.prefill_rejects);
+    }
 
     // Throughput.
     println!("\n-- throughput (fresh pre-filled engine per run, pre-fill not timed) --");
@@ -561,7 +629,7 @@ fn engine_bench(args: &EngineArgs) {
     let mem = engine.memory_bytes();
     let orders = engine.orders_live();
     let levels = engine.levels_live();
-    let limits = &config.limits;
+    let limits = &w.engine_config.limits;
     println!("\n-- memory --");
     println!(
         "limits: orders_max {}, levels_max {}, gtd_orders_max {}, levels_per_side_max {}",
@@ -586,10 +654,10 @@ fn engine_bench(args: &EngineArgs) {
 
     if let Some(path) = &args.json {
         let mut j = String::from("{\n");
-        let _ = writeln!(j, "  \"preset\": \"{}\",", config.name);
+        let _ = writeln!(j, "  \"preset\": \"{}\",", w.name);
         let _ = writeln!(j, "  \"commands\": {},", args.commands);
         let _ = writeln!(j, "  \"seed\": {},", args.seed);
-        let _ = writeln!(j, "  \"instruments\": {},", config.instruments);
+        let _ = writeln!(j, "  \"instruments\": {instruments},");
         let _ = writeln!(j, "  \"activity\": \"{:?}\",", config.activity);
         let _ = writeln!(j, "  \"machine\": {{\"cpu\": \"{}\", \"logical_cpus\": {}, \"kernel\": \"{}\", \"virtual\": {}, \"tsc_flags\": \"{}\"}},",
             m.cpu, m.logical_cpus, m.kernel, m.hypervisor, m.tsc_flags);
@@ -654,7 +722,78 @@ fn engine_bench(args: &EngineArgs) {
         let _ = writeln!(j, "  \"memory_bytes\": {mem}, \"bytes_per_resting_order\": {:.1}, \"bytes_per_order_slot\": {:.1}",
             mem as f64 / f64::from(orders.max(1)), mem as f64 / f64::from(limits.orders_max));
         j.push_str("}\n");
-        std::fs::write(path, j).expect("write the JSON file");
+        std::fs::write(path, j).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         println!("wrote {}", path.display());
     }
+
+    if let Some(dir) = &args.report {
+        let stem = format!("engine-{}", w.name);
+        let mut rw = ReportWriter::new(dir, &stem, "ferrox-bench engine", report_machine)
+            .map_err(|e| format!("cannot write a report in {}: {e}", dir.display()))?;
+        // The histogram in nanoseconds (the timed loop recorded timer ticks).
+        let mut h = report::new_histogram();
+        for v in lat.all.iter_recorded() {
+            let ns = timer.to_ns(v.value_iterated_to()).round() as u64;
+            h.record_n(ns.clamp(1, report::HIST_MAX_NS), v.count_at_value())
+                .map_err(|e| format!("histogram: {e:?}"))?;
+        }
+        let runs: Vec<f64> = null_runs.iter().map(|r| r.per_sec).collect();
+        let mut result = BenchResult::new(stem.clone(), "engine", "ferrox", w.name.clone(), &h)
+            .basis("service time per command, closed loop, timer included")
+            .rates(None, best(&null_runs))
+            .pinning(pinned.map_or("not pinned".to_string(), |c| {
+                format!("bench thread on core {c}")
+            }))
+            .param("seed", args.seed)
+            .param("commands", w.measured.len() as u64)
+            .param("prefill", w.prefill.len() as u64)
+            .param("runs", args.runs.max(1) as u64)
+            .param("runs_per_s", runs)
+            .param("ring_sink_best_per_s", best(&ring_runs))
+            .param("rejects", s.rejects)
+            .param("prefill_rejects", s.prefill_rejects)
+            .param("trades", s.trades)
+            .param("instruments", u64::from(instruments))
+            .param("orders_after_prefill", s.orders_after_prefill)
+            .param("levels_after_prefill", s.levels_after_prefill)
+            .param(
+                "mix_measured",
+                OpKind::ALL
+                    .iter()
+                    .map(|k| {
+                        (
+                            k.name().to_string(),
+                            serde_json::Value::from(s.ops[k.index()]),
+                        )
+                    })
+                    .collect::<serde_json::Map<_, _>>(),
+            )
+            .param("timer", format!("{:?}", timer.kind))
+            .param("timer_overhead_p50_ns", overhead.p50_ns)
+            .param("memory_bytes", mem as u64)
+            .param("huge_pages_madvise", args.huge_pages)
+            .param("loadavg_start", load_start.clone())
+            .param("loadavg_end", load_end.clone());
+        if let WorkloadSpec::Generated(c) = &spec {
+            result = result
+                .param("mix", c.mix.to_spec())
+                .param("orders_per_instrument", u64::from(c.orders_per_instrument))
+                .param("price_range_ticks", c.price_range_ticks)
+                .param("activity", format!("{:?}", c.activity));
+        }
+        if s.sweeps > 0 {
+            result = result
+                .param("sweeps", s.sweeps)
+                .param("levels_swept_mean", s.levels_per_sweep())
+                .param("levels_swept_max", s.levels_swept_max)
+                .param("trades_per_sweep", s.trades_per_sweep());
+        }
+        if !spec.is_generated() {
+            result = result.param("source", args.workload.clone());
+        }
+        rw.add(result, Some(&h))
+            .map_err(|e| format!("cannot write the report: {e}"))?;
+        println!("wrote {}", rw.path().display());
+    }
+    Ok(())
 }

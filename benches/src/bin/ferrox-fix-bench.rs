@@ -37,7 +37,8 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ferrox_benches::report::{self, BenchResult, ReportWriter};
 use ferrox_gateway::client::{unix_ns, FixClient, FixWriter, FrameReader, ReadEvent, ReadSet};
 use ferrox_gateway::fix::{tags, Encoder, Message};
 use hdrhistogram::Histogram;
@@ -118,6 +119,40 @@ struct LoadArgs {
     with_echo: bool,
     #[arg(long)]
     json: Option<PathBuf>,
+    /// The running exchange's durability mode, which this tool cannot see: it goes into the
+    /// report's result name and params.
+    #[arg(long, value_enum, default_value = "unknown")]
+    durability_label: DurabilityLabel,
+    #[command(flatten)]
+    report: ReportArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
+enum DurabilityLabel {
+    Async,
+    Sync,
+    Unknown,
+}
+
+impl DurabilityLabel {
+    fn as_str(self) -> &'static str {
+        match self {
+            DurabilityLabel::Async => "async",
+            DurabilityLabel::Sync => "sync",
+            DurabilityLabel::Unknown => "unknown",
+        }
+    }
+}
+
+#[derive(Args, Clone, Default)]
+struct ReportArgs {
+    /// Write the common benchmark report (JSON + HdrHistogram log) into DIR.
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
+    /// File stem of the report (default: the result's name, e.g. `wire-async-10000` or
+    /// `floor-tcp-10000`, so that runs at several rates do not overwrite each other).
+    #[arg(long, value_name = "NAME")]
+    report_stem: Option<String>,
 }
 
 #[derive(Args)]
@@ -147,6 +182,8 @@ struct EchoArgs {
     warmup: f64,
     #[arg(long)]
     json: Option<PathBuf>,
+    #[command(flatten)]
+    report: ReportArgs,
 }
 
 fn main() {
@@ -971,6 +1008,12 @@ fn counts_json(m: &HashMap<String, u64>) -> String {
     format!("{{{}}}", items.join(", "))
 }
 
+fn counts_value(m: &HashMap<String, u64>) -> serde_json::Value {
+    let map: serde_json::Map<String, serde_json::Value> =
+        m.iter().map(|(k, n)| (k.clone(), (*n).into())).collect();
+    serde_json::Value::Object(map)
+}
+
 fn write_json(path: &PathBuf, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     println!("wrote {}", path.display());
@@ -982,6 +1025,88 @@ fn write_json(path: &PathBuf, text: &str) -> Result<(), String> {
 struct EchoResult {
     latency: Histogram<u64>,
     size: usize,
+    rate: u64,
+    seconds: u64,
+    warmup: f64,
+    connections: u32,
+    sent: u64,
+    echoed: u64,
+    write_errors: u64,
+    /// Echoes per second, first planned send to last echo.
+    achieved_per_s: f64,
+    sent_per_s: f64,
+    lateness: Histogram<u64>,
+}
+
+/// A latency histogram in the report's bounds (1 ns to a minute); values beyond are clamped.
+fn report_histogram(h: &Histogram<u64>) -> Histogram<u64> {
+    let mut out = report::new_histogram();
+    for v in h.iter_recorded() {
+        out.saturating_record_n(
+            v.value_iterated_to().clamp(1, report::HIST_MAX_NS),
+            v.count_at_value(),
+        );
+    }
+    out
+}
+
+fn open_report(
+    args: &ReportArgs,
+    default_stem: &str,
+    tool: &str,
+) -> Result<Option<ReportWriter>, String> {
+    let Some(dir) = &args.report else {
+        return Ok(None);
+    };
+    let stem = args.report_stem.as_deref().unwrap_or(default_stem);
+    ReportWriter::new(dir, stem, tool, report::Machine::detect())
+        .map(Some)
+        .map_err(|e| format!("cannot write a report into {}: {e}", dir.display()))
+}
+
+fn add_result(w: &mut ReportWriter, result: BenchResult, h: &Histogram<u64>) -> Result<(), String> {
+    let name = result.name.clone();
+    w.add(result, Some(&report_histogram(h)))
+        .map_err(|e| format!("cannot add result {name} to the report: {e}"))?;
+    println!("report: {name} -> {}", w.path().display());
+    Ok(())
+}
+
+/// Saturated: fewer than 95% of the offered messages per second came back.
+fn saturated(offered: u64, achieved_per_s: f64) -> bool {
+    achieved_per_s < 0.95 * offered as f64
+}
+
+fn echo_bench_result(e: &EchoResult) -> BenchResult {
+    let name = format!("floor-tcp-{}", e.rate);
+    BenchResult::new(name, "floor-tcp", "tcp-echo", "fix-orders", &e.latency)
+        .basis(format!(
+            "planned send time (open loop, evenly spaced at the offered rate, round-robin over \
+             the connections) to the client reading the echo of a {}-byte NewOrderSingle from a \
+             bare TCP echo server thread on loopback (one epoll loop, no FIX parsing, no engine)",
+            e.size
+        ))
+        .rates(Some(e.rate as f64), e.achieved_per_s)
+        .pinning("client sender, client receiver and echo server threads unpinned (OS scheduling)")
+        .param("connections", e.connections)
+        .param("message_bytes", e.size as u64)
+        .param("seconds", e.seconds)
+        .param("warmup_s", e.warmup)
+        .param("commands", e.sent)
+        .param("echoed", e.echoed)
+        .param("dropped", e.sent.saturating_sub(e.echoed))
+        .param("write_errors", e.write_errors)
+        .param("sent_per_s", e.sent_per_s.round())
+        .param("sender_lateness_p99_ns", quantile_or_0(&e.lateness, 0.99))
+        .param("saturated", saturated(e.rate, e.achieved_per_s))
+}
+
+fn quantile_or_0(h: &Histogram<u64>, q: f64) -> u64 {
+    if h.is_empty() {
+        0
+    } else {
+        h.value_at_quantile(q)
+    }
 }
 
 fn load(a: &LoadArgs) -> Result<(), String> {
@@ -998,6 +1123,7 @@ fn load(a: &LoadArgs) -> Result<(), String> {
             connections: a.s.sessions,
             warmup: a.warmup,
             json: None,
+            report: ReportArgs::default(),
         })?)
     } else {
         None
@@ -1159,6 +1285,68 @@ fn load(a: &LoadArgs) -> Result<(), String> {
     }
     for e in sent_report.write_errors.iter().take(5) {
         println!("  write error: {e}");
+    }
+    let label = a.durability_label.as_str();
+    let name = format!("wire-{label}-{}", a.rate);
+    if let Some(mut w) = open_report(&a.report, &name, "ferrox-fix-bench load")? {
+        if let Some(echo) = &echo_result {
+            add_result(&mut w, echo_bench_result(echo), &echo.latency)?;
+        }
+        let achieved = rx_report.first_replies as f64 / reply_span.max(1e-9);
+        let rejects: u64 = rx_report.rejects.values().sum();
+        let mut result = BenchResult::new(name, "wire", "ferrox", "fix-orders", &all)
+            .basis(
+                "planned send time (open loop, evenly spaced at the offered rate, round-robin over \
+                 the sessions) of a NewOrderSingle or OrderCancelRequest to the client reading the \
+                 first ExecutionReport (or OrderCancelReject) for its ClOrdID, over TCP loopback \
+                 through the running exchange's FIX gateway, sequencer (journal) and engine",
+            )
+            .rates(Some(a.rate as f64), achieved)
+            .pinning(
+                "client sender and receiver threads unpinned (OS scheduling); the exchange's \
+                 threads as the exchange pins them (not known to this tool)",
+            )
+            .param("durability", label)
+            .param("addr", a.s.addr.clone())
+            .param("sessions", a.s.sessions)
+            .param("sessions_logged_on", sides_count(&failures, a.s.sessions))
+            .param("seed", a.seed)
+            .param("seconds", a.seconds)
+            .param("warmup_s", a.warmup)
+            .param("resting_max", a.resting_max as u64)
+            .param("commands", sent)
+            .param("sent_passive", sent_report.sent[Kind::Passive as usize])
+            .param("sent_ioc", sent_report.sent[Kind::Ioc as usize])
+            .param("sent_cancel", sent_report.sent[Kind::Cancel as usize])
+            .param("sent_per_s", (sent as f64 / secs).round())
+            .param("first_replies", rx_report.first_replies)
+            .param("timeouts", sent.saturating_sub(rx_report.first_replies))
+            .param("execution_reports", rx_report.execution_reports)
+            .param("fills", rx_report.fills)
+            .param("rejects", rejects)
+            .param("rejects_by_reason", counts_value(&rx_report.rejects))
+            .param("logon_failures", counts_value(&failures))
+            .param("disconnects_unexpected", rx_report.disconnects_unexpected)
+            .param("write_errors", sent_report.write_errors.len() as u64)
+            .param("queued_writes", sent_report.queued_writes)
+            .param("garbled", rx_report.garbled)
+            .param("unknown_ids", rx_report.unknown_ids)
+            .param("new_order_p50_ns", quantile_or_0(&rx_report.new_latency, 0.5))
+            .param("new_order_p99_ns", quantile_or_0(&rx_report.new_latency, 0.99))
+            .param("cancel_p50_ns", quantile_or_0(&rx_report.cancel_latency, 0.5))
+            .param("cancel_p99_ns", quantile_or_0(&rx_report.cancel_latency, 0.99))
+            .param(
+                "sender_lateness_p99_ns",
+                sent_report
+                    .lateness
+                    .as_ref()
+                    .map_or(0, |h| quantile_or_0(h, 0.99)),
+            )
+            .param("saturated", saturated(a.rate, achieved));
+        if let Some(echo) = &echo_result {
+            result = result.param("echo_floor", format!("floor-tcp-{}", echo.rate));
+        }
+        add_result(&mut w, result, &all)?;
     }
     if let Some(path) = &a.json {
         let mut j = format!(
@@ -1555,10 +1743,28 @@ fn echo(a: &EchoArgs) -> Result<EchoResult, String> {
         );
         write_json(path, &j)?;
     }
-    Ok(EchoResult {
+    let reply_span = report.last_reply.map_or(0.0, |t| {
+        t.saturating_duration_since(shared.start).as_secs_f64()
+    });
+    let result = EchoResult {
         latency: report.new_latency,
         size,
-    })
+        rate: a.rate,
+        seconds: a.seconds,
+        warmup: a.warmup,
+        connections: a.connections,
+        sent,
+        echoed: report.first_replies,
+        write_errors: errors,
+        achieved_per_s: report.first_replies as f64 / reply_span.max(1e-9),
+        sent_per_s: sent as f64 / elapsed.as_secs_f64().max(1e-9),
+        lateness,
+    };
+    let name = format!("floor-tcp-{}", a.rate);
+    if let Some(mut w) = open_report(&a.report, &name, "ferrox-fix-bench echo")? {
+        add_result(&mut w, echo_bench_result(&result), &result.latency)?;
+    }
+    Ok(result)
 }
 
 #[cfg(test)]

@@ -45,9 +45,11 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use core_affinity::CoreId;
+use ferrox_benches::report::{self, BenchResult, ReportWriter};
 use ferrox_benches::timer::{Timer, TimerKind};
 use ferrox_benches::{generate, WorkloadConfig};
 use ferrox_engine::Engine;
+use ferrox_protocol::wire::COMMAND_BYTES;
 use ferrox_protocol::{Event, NullSink, SequencedCommand};
 use ferrox_sequencer::agents::{
     engine_ring_path, engine_ring_spec, input_ring_path, input_ring_spec, output_ring_path,
@@ -56,6 +58,7 @@ use ferrox_sequencer::agents::{
 use ferrox_sequencer::frame::{self, Origin, INPUT_SLOT_BYTES};
 use ferrox_sequencer::journal::{Journal, JournalOptions, JournalReader};
 use ferrox_sequencer::recovery;
+use ferrox_sequencer::ring::RingSpec;
 use ferrox_sequencer::ring::{Consumer, Producer, Start, WaitStrategy};
 use hdrhistogram::Histogram;
 
@@ -73,6 +76,9 @@ struct Cli {
 enum Cmd {
     /// Open-loop end-to-end latency through producer -> sequencer (journal) -> engine -> consumer.
     Pipeline(PipelineArgs),
+    /// The physical floor of `pipeline`: the same open-loop producer writing 64-byte messages
+    /// into a bare SPSC shared-memory ring, one consumer reading them; nothing in between.
+    Floor(FloorArgs),
     /// Restart time from a journal of N commands, with and without snapshots.
     Recovery(RecoveryArgs),
     /// Journal append throughput and group-commit ack latency.
@@ -165,6 +171,66 @@ struct PipelineArgs {
     ring_dir: PathBuf,
     #[arg(long)]
     json: Option<PathBuf>,
+    #[command(flatten)]
+    report: ReportArgs,
+}
+
+/// Report options shared by `pipeline` and `floor`.
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// Write the common benchmark report (JSON + one HdrHistogram log per rate) into DIR.
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
+    /// File stem of the report (default: `pipeline-<durability>` or `floor-ring`).
+    #[arg(long, value_name = "NAME")]
+    report_stem: Option<String>,
+    /// Stop a rate sweep at the first saturated run (achieved < 95% of offered, or latency
+    /// growing through the run); by default every rate runs and saturated runs are marked.
+    #[arg(long)]
+    stop_at_saturation: bool,
+}
+
+#[derive(clap::Args)]
+struct FloorArgs {
+    /// Offered rate(s), messages per second; a comma-separated list runs each in turn, each on
+    /// a fresh ring.
+    #[arg(long, value_delimiter = ',', default_value = "100000")]
+    rate: Vec<u64>,
+    /// Measured messages per run (after the warm-up). Ignored if --seconds is given.
+    #[arg(long, default_value_t = 2_000_000)]
+    commands: u64,
+    /// Measured seconds per run: messages = rate x seconds.
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Seconds of warm-up at the same rate before measuring (not recorded).
+    #[arg(long, default_value_t = 0.5)]
+    warmup_s: f64,
+    /// Pins the producer and the consumer exactly as `pipeline` pins its producer and consumer
+    /// with the same layout (there is no sequencer or engine thread here).
+    #[arg(long, value_enum, default_value = "engine")]
+    layout: Layout,
+    /// How idle threads wait (both threads).
+    #[arg(long, value_enum, default_value = "yield")]
+    idle: IdleArg,
+    #[arg(long, default_value_t = 0)]
+    spins: u32,
+    #[arg(long, default_value_t = 10)]
+    yields: u32,
+    #[arg(long, default_value_t = 50)]
+    sleep_max_us: u64,
+    /// Ring slots (the pipeline's input ring has 4,096).
+    #[arg(long, default_value_t = 4096)]
+    ring_slots: usize,
+    /// Recorded in the report only: the floor's messages carry no workload.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Directory for the ring file (a temporary directory is made inside it).
+    #[arg(long, default_value = "/dev/shm")]
+    ring_dir: PathBuf,
+    #[arg(long)]
+    json: Option<PathBuf>,
+    #[command(flatten)]
+    report: ReportArgs,
 }
 
 #[derive(clap::Args)]
@@ -221,6 +287,7 @@ fn main() {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Pipeline(args) => pipeline_bench(&args),
+        Cmd::Floor(args) => floor_bench(&args),
         Cmd::Recovery(args) => recovery_bench(&args),
         Cmd::Journal(args) => journal_bench(&args),
     }
@@ -576,6 +643,159 @@ fn pin(core: Option<CoreId>) -> Option<(usize, bool)> {
     core.map(|c| (c.id, core_affinity::set_for_current(c)))
 }
 
+/// The cores of the producer, sequencer, engine and consumer threads in `layout`.
+fn layout_cores(layout: Layout, cores: &[CoreId]) -> [Option<CoreId>; 4] {
+    let last = cores.last().copied();
+    let first = cores.first().copied();
+    match layout {
+        Layout::Engine => [None, None, last, None],
+        Layout::Split => [first, first, last, first],
+        Layout::Pairs => [first, last, last, first],
+        Layout::None => [None, None, None, None],
+    }
+}
+
+/// "producer unpinned, engine on core 1, ...": which thread ran where, as this tool set it.
+fn pinning_description(threads: &[ThreadReport]) -> String {
+    threads
+        .iter()
+        .map(|t| match t.pinned {
+            None => format!("{} unpinned", t.name),
+            Some((c, true)) => format!("{} on core {c}", t.name),
+            Some((c, false)) => format!("{} unpinned (pinning to core {c} FAILED)", t.name),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A run is saturated when it falls behind its offered rate: the achieved rate is below 95% of
+/// the offered one, the consumer timed out, or the latency keeps growing through the run. The
+/// last is read from the medians of the run's tenths (by planned send time): a queue that
+/// builds up raises them steadily, so they must rise in at least 4 of the 5 steps of the second
+/// half, and the last tenth's median must be above 1 ms and above 4x the first tenth's. One
+/// stall (another process taking the core for a while) raises one or two tenths, not a ramp.
+fn saturation(
+    rate: u64,
+    achieved_per_s: f64,
+    timed_out: bool,
+    trend_p50: &[u64],
+) -> Option<String> {
+    if timed_out {
+        return Some("timed out: no output for 20 s".to_string());
+    }
+    let ratio = achieved_per_s / rate.max(1) as f64;
+    if ratio < 0.95 {
+        return Some(format!(
+            "achieved {:.1}% of the offered rate (< 95%)",
+            ratio * 100.0
+        ));
+    }
+    let n = trend_p50.len();
+    if n >= 4 {
+        let (first, last) = (trend_p50[0], trend_p50[n - 1]);
+        let half = &trend_p50[n / 2 - 1..];
+        let rises = half.windows(2).filter(|w| w[1] > w[0]).count();
+        let steps = half.len() - 1;
+        if last > 1_000_000 && last > first.saturating_mul(4) && rises + 1 >= steps {
+            let medians = trend_p50
+                .iter()
+                .map(|&ns| fmt_ns(ns as f64))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Some(format!(
+                "latency growing through the run: medians by tenth {medians}"
+            ));
+        }
+    }
+    None
+}
+
+/// The latency of the measured commands in tenths of the run (by planned send time), to tell
+/// a queue that grows without bound from a steady state.
+struct Trend {
+    first: u64,
+    count: u64,
+    windows: Vec<Histogram<u64>>,
+}
+
+const TREND_WINDOWS: u64 = 10;
+
+impl Trend {
+    fn new(first: u64, count: u64) -> Trend {
+        Trend {
+            first,
+            count: count.max(1),
+            windows: (0..TREND_WINDOWS)
+                .map(|_| {
+                    Histogram::new_with_bounds(1, 600_000_000_000, 2)
+                        .expect("valid histogram bounds")
+                })
+                .collect(),
+        }
+    }
+
+    #[inline]
+    fn record(&mut self, index: u64, ns: u64) {
+        let w =
+            (index.saturating_sub(self.first) * TREND_WINDOWS / self.count).min(TREND_WINDOWS - 1);
+        self.windows[w as usize].saturating_record(ns);
+    }
+
+    /// Each window's median (0 for an empty one).
+    fn p50s(&self) -> Vec<u64> {
+        self.windows.iter().map(|h| quantile(h, 0.5)).collect()
+    }
+}
+
+/// A latency histogram in the report's bounds (1 ns to a minute); values beyond are clamped.
+fn report_histogram(h: &Histogram<u64>) -> Histogram<u64> {
+    let mut out = report::new_histogram();
+    for v in h.iter_recorded() {
+        let value = v.value_iterated_to().clamp(1, report::HIST_MAX_NS);
+        out.saturating_record_n(value, v.count_at_value());
+    }
+    out
+}
+
+/// Opens the report writer of `--report`, if given; exits on failure.
+fn open_report(args: &ReportArgs, default_stem: &str, tool: &str) -> Option<ReportWriter> {
+    let dir = args.report.as_ref()?;
+    let stem = args.report_stem.as_deref().unwrap_or(default_stem);
+    match ReportWriter::new(dir, stem, tool, report::Machine::detect()) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            eprintln!(
+                "ferrox-pipeline-bench: cannot write a report into {}: {e}",
+                dir.display()
+            );
+            std::process::exit(1);
+        }
+    }
+}
+
+/// `base`, or `base-2`, `base-3`, ... if the report already has a result of that name (the
+/// same rate twice in one sweep).
+fn unique_name(w: &ReportWriter, base: &str) -> String {
+    let taken = |n: &str| w.report().results.iter().any(|r| r.name == n);
+    let mut name = base.to_string();
+    let mut k = 2;
+    while taken(&name) {
+        name = format!("{base}-{k}");
+        k += 1;
+    }
+    name
+}
+
+/// Adds a result and its histogram log; exits on failure (a half-written report misleads).
+fn add_result(w: &mut ReportWriter, result: BenchResult, h: &Histogram<u64>) {
+    let name = result.name.clone();
+    if let Err(e) = w.add(result, Some(&report_histogram(h))) {
+        eprintln!("ferrox-pipeline-bench: cannot add result {name} to the report: {e}");
+        std::process::exit(1);
+    }
+    println!("  report: {name} -> {}", w.path().display());
+}
+
 // ----- pipeline -----------------------------------------------------------------------------
 
 struct ThreadReport {
@@ -611,6 +831,10 @@ struct PipelineRun {
     others_cpus: f64,
     steal_cpus: f64,
     timed_out: bool,
+    /// Median latency of each tenth of the measured commands, in planned-send order.
+    trend_p50: Vec<u64>,
+    /// Why the run is saturated, if it is.
+    saturated: Option<String>,
 }
 
 /// Planned send time of the command at `index` (0-based), ns after the run's start.
@@ -722,15 +946,8 @@ fn run_pipeline(
         args.snapshot_every,
     );
 
-    let last = cores.len().checked_sub(1);
-    let first = (!cores.is_empty()).then_some(0);
-    let core = |i: Option<usize>| i.map(|i| cores[i]);
-    let (producer_core, sequencer_core, engine_core, consumer_core) = match args.layout {
-        Layout::Engine => (None, None, core(last), None),
-        Layout::Split => (core(first), core(first), core(last), core(first)),
-        Layout::Pairs => (core(first), core(last), core(last), core(first)),
-        Layout::None => (None, None, None, None),
-    };
+    let [producer_core, sequencer_core, engine_core, consumer_core] =
+        layout_cores(args.layout, cores);
 
     let published: Vec<AtomicU64> = (0..total).map(|_| AtomicU64::new(0)).collect();
     let stop = AtomicBool::new(false);
@@ -758,6 +975,7 @@ fn run_pipeline(
     let mut producer_done_ns = 0u64;
     let mut snapshots = 0u64;
     let mut timed_out = false;
+    let mut trend_p50 = Vec::new();
 
     thread::scope(|s| {
         let published = &published;
@@ -898,6 +1116,7 @@ fn run_pipeline(
             let mut idle = Idle::new(idle_config);
             let mut latency = new_histogram();
             let mut service = new_histogram();
+            let mut trend = Trend::new(measured_from, total - measured_from);
             let (mut events, mut trades, mut rejects, mut acked, mut acked_measured) =
                 (0u64, 0u64, 0u64, 0u64, 0u64);
             let mut last_end_ns = 0;
@@ -916,9 +1135,10 @@ fn run_pipeline(
                                 acked += 1;
                                 if index >= measured_from {
                                     acked_measured += 1;
-                                    latency.saturating_record(
-                                        now.saturating_sub(planned_ns(index, interval_ns)).max(1),
-                                    );
+                                    let ns =
+                                        now.saturating_sub(planned_ns(index, interval_ns)).max(1);
+                                    latency.saturating_record(ns);
+                                    trend.record(index, ns);
                                     let sent = published[index as usize].load(Ordering::Relaxed);
                                     service.saturating_record(now.saturating_sub(sent).max(1));
                                     last_end_ns = now;
@@ -962,12 +1182,14 @@ fn run_pipeline(
                 (events, trades, rejects, acked, acked_measured),
                 last_end_ns,
                 timed_out,
+                trend,
             )
         });
 
-        let (report, l, sv, counts, last_end, to) = consumer.join().expect("consumer thread");
+        let (report, l, sv, counts, last_end, to, tr) = consumer.join().expect("consumer thread");
         latency = l;
         service = sv;
+        trend_p50 = tr.p50s();
         (events, trades, rejects, acked, acked_measured) = counts;
         last_end_ns = last_end;
         timed_out = to;
@@ -987,6 +1209,7 @@ fn run_pipeline(
     let achieved_per_s =
         acked_measured as f64 / (last_end_ns.saturating_sub(first_planned).max(1) as f64 / 1e9);
     let producer_sent_per_s = total as f64 / (producer_done_ns.max(1) as f64 / 1e9);
+    let saturated = saturation(rate, achieved_per_s, timed_out, &trend_p50);
     PipelineRun {
         rate,
         durability: match args.durability {
@@ -1014,16 +1237,17 @@ fn run_pipeline(
         others_cpus,
         steal_cpus,
         timed_out,
+        trend_p50,
+        saturated,
     }
 }
 
-fn idle_description(args: &PipelineArgs) -> String {
-    match args.idle {
-        IdleArg::Yield => format!("spin {} then yield", args.spins),
-        IdleArg::Backoff => format!(
-            "spin {}, yield {}, then sleep 1..{} µs",
-            args.spins, args.yields, args.sleep_max_us
-        ),
+fn idle_description(idle: IdleArg, spins: u32, yields: u32, sleep_max_us: u64) -> String {
+    match idle {
+        IdleArg::Yield => format!("spin {spins} then yield"),
+        IdleArg::Backoff => {
+            format!("spin {spins}, yield {yields}, then sleep 1..{sleep_max_us} µs")
+        }
     }
 }
 
@@ -1061,7 +1285,7 @@ fn pipeline_bench(args: &PipelineArgs) {
         "threads: producer, sequencer, engine, consumer on {} cores, layout {:?}; idle: {}",
         cores.len(),
         args.layout,
-        idle_description(args)
+        idle_description(args.idle, args.spins, args.yields, args.sleep_max_us)
     );
     if args.prewrite_segment {
         println!(
@@ -1124,6 +1348,15 @@ fn pipeline_bench(args: &PipelineArgs) {
         Duration::from_millis(200),
     );
 
+    let durability = match args.durability {
+        DurabilityArg::Async => "async",
+        DurabilityArg::Sync => "sync",
+    };
+    let mut writer = open_report(
+        &args.report,
+        &format!("pipeline-{durability}"),
+        "ferrox-pipeline-bench pipeline",
+    );
     let mut runs = Vec::new();
     for &rate in &args.rate {
         let (measured, warmup) = per_run(rate);
@@ -1159,44 +1392,31 @@ fn pipeline_bench(args: &PipelineArgs) {
             &cores,
         );
         print_run(&run);
+        if let Some(w) = writer.as_mut() {
+            let result = pipeline_result(w, args, &run, prefill, &data_base);
+            add_result(w, result, &run.latency);
+        }
+        let stop = args.report.stop_at_saturation && run.saturated.is_some();
         runs.push(run);
+        if stop {
+            println!("  --stop-at-saturation: the sweep stops here");
+            break;
+        }
     }
 
     if runs.len() > 1 {
-        println!(
-            "\n-- summary ({} mode; others = CPUs used by other processes during the run) --",
-            runs[0].durability
-        );
-        println!(
-            "  {:>12} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}  {:>12} {:>12} {:>7}",
-            "offered/s",
-            "achieved/s",
-            "p50",
-            "p90",
-            "p99",
-            "p99.9",
-            "p99.99",
-            "max",
-            "service p50",
-            "service p99",
-            "others"
-        );
-        for r in &runs {
-            println!(
-                "  {:>12} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}  {:>12} {:>12} {:>7.2}",
-                fmt_count(r.rate as f64),
-                fmt_count(r.achieved_per_s),
-                fmt_ns(quantile(&r.latency, 0.5) as f64),
-                fmt_ns(quantile(&r.latency, 0.9) as f64),
-                fmt_ns(quantile(&r.latency, 0.99) as f64),
-                fmt_ns(quantile(&r.latency, 0.999) as f64),
-                fmt_ns(quantile(&r.latency, 0.9999) as f64),
-                fmt_ns(quantile(&r.latency, 1.0) as f64),
-                fmt_ns(quantile(&r.service, 0.5) as f64),
-                fmt_ns(quantile(&r.service, 0.99) as f64),
-                r.others_cpus,
-            );
-        }
+        let rows: Vec<SummaryRow<'_>> = runs
+            .iter()
+            .map(|r| SummaryRow {
+                rate: r.rate,
+                achieved_per_s: r.achieved_per_s,
+                latency: &r.latency,
+                service: &r.service,
+                others_cpus: r.others_cpus,
+                saturated: r.saturated.is_some(),
+            })
+            .collect();
+        print_summary(&format!("{} mode", runs[0].durability), &rows);
     }
 
     if let Some(path) = &args.json {
@@ -1213,7 +1433,7 @@ fn pipeline_bench(args: &PipelineArgs) {
             j,
             "  \"layout\": \"{:?}\", \"idle\": \"{}\", \"seed\": {}, \"snapshot_every\": {}, \"inline_sync\": {}, \"prewrite_segment\": {},",
             args.layout,
-            idle_description(args),
+            idle_description(args.idle, args.spins, args.yields, args.sleep_max_us),
             args.seed,
             args.snapshot_every,
             args.inline_sync,
@@ -1245,7 +1465,7 @@ fn pipeline_bench(args: &PipelineArgs) {
                 .join(", ");
             let _ = write!(
                 j,
-                "    {{\"durability\": \"{}\", \"offered_per_s\": {}, \"achieved_per_s\": {:.0}, \"producer_sent_per_s\": {:.0}, \"warmup\": {}, \"measured\": {}, \"acked_measured\": {}, \"timed_out\": {}, \"wall_s\": {:.3},\n     \"latency_ns\": {},\n     \"service_latency_ns\": {},\n     \"producer_lateness_ns\": {},\n     \"events\": {}, \"trades\": {}, \"rejects\": {}, \"sequenced\": {}, \"syncs\": {}, \"snapshots\": {}, \"loadavg_start\": \"{}\", \"loadavg_end\": \"{}\", \"other_processes_cpus\": {:.2}, \"steal_cpus\": {:.2},\n     \"threads\": [{}]}}{}\n",
+                "    {{\"durability\": \"{}\", \"offered_per_s\": {}, \"achieved_per_s\": {:.0}, \"producer_sent_per_s\": {:.0}, \"warmup\": {}, \"measured\": {}, \"acked_measured\": {}, \"timed_out\": {}, \"saturated\": {}, \"saturation\": {}, \"wall_s\": {:.3},\n     \"latency_ns\": {},\n     \"service_latency_ns\": {},\n     \"producer_lateness_ns\": {},\n     \"events\": {}, \"trades\": {}, \"rejects\": {}, \"sequenced\": {}, \"syncs\": {}, \"snapshots\": {}, \"loadavg_start\": \"{}\", \"loadavg_end\": \"{}\", \"other_processes_cpus\": {:.2}, \"steal_cpus\": {:.2},\n     \"threads\": [{}]}}{}\n",
                 r.durability,
                 r.rate,
                 r.achieved_per_s,
@@ -1254,6 +1474,10 @@ fn pipeline_bench(args: &PipelineArgs) {
                 r.measured,
                 r.acked_measured,
                 r.timed_out,
+                r.saturated.is_some(),
+                r.saturated
+                    .as_ref()
+                    .map_or_else(|| "null".to_string(), |s| format!("{s:?}")),
                 r.wall_s,
                 hist_json(&r.latency),
                 hist_json(&r.service),
@@ -1281,6 +1505,9 @@ fn pipeline_bench(args: &PipelineArgs) {
 fn print_run(r: &PipelineRun) {
     if r.timed_out {
         println!("  !! TIMED OUT: no output for 20 s; figures are partial");
+    }
+    if let Some(why) = &r.saturated {
+        println!("  !! SATURATED: {why}");
     }
     let ratio = r.achieved_per_s / r.rate as f64;
     println!(
@@ -1334,13 +1561,17 @@ fn print_run(r: &PipelineRun) {
             );
         }
     }
+    print_threads(&r.threads, r.wall_s);
+}
+
+fn print_threads(threads: &[ThreadReport], wall_s: f64) {
     println!(
-        "  {:<10} {:>8} {:>8} {:>8} {:>12} {:>12}",
+        "  {:<12} {:>8} {:>8} {:>8} {:>12} {:>12}",
         "thread", "core", "pinned", "cpu", "vol. csw", "invol. csw"
     );
-    for t in &r.threads {
+    for t in threads {
         println!(
-            "  {:<10} {:>8} {:>8} {:>7.0}% {:>12} {:>12}",
+            "  {:<12} {:>8} {:>8} {:>7.0}% {:>12} {:>12}",
             t.name,
             t.pinned.map_or("-".into(), |(c, _)| c.to_string()),
             match t.pinned {
@@ -1348,10 +1579,564 @@ fn print_run(r: &PipelineRun) {
                 Some((_, true)) => "yes",
                 Some((_, false)) => "FAILED",
             },
-            t.usage.cpu_s / r.wall_s * 100.0,
+            t.usage.cpu_s / wall_s * 100.0,
             t.usage.voluntary_switches,
             t.usage.involuntary_switches
         );
+    }
+}
+
+/// One line of a rate sweep's summary table.
+struct SummaryRow<'a> {
+    rate: u64,
+    achieved_per_s: f64,
+    latency: &'a Histogram<u64>,
+    service: &'a Histogram<u64>,
+    others_cpus: f64,
+    saturated: bool,
+}
+
+fn print_summary(what: &str, rows: &[SummaryRow<'_>]) {
+    println!(
+        "\n-- summary ({what}; others = CPUs used by other processes during the run; sat: SAT = saturated) --"
+    );
+    println!(
+        "  {:>12} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}  {:>12} {:>12} {:>7}  sat",
+        "offered/s",
+        "achieved/s",
+        "p50",
+        "p90",
+        "p99",
+        "p99.9",
+        "p99.99",
+        "max",
+        "service p50",
+        "service p99",
+        "others",
+    );
+    for r in rows {
+        println!(
+            "  {:>12} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}  {:>12} {:>12} {:>7.2}  {}",
+            fmt_count(r.rate as f64),
+            fmt_count(r.achieved_per_s),
+            fmt_ns(quantile(r.latency, 0.5) as f64),
+            fmt_ns(quantile(r.latency, 0.9) as f64),
+            fmt_ns(quantile(r.latency, 0.99) as f64),
+            fmt_ns(quantile(r.latency, 0.999) as f64),
+            fmt_ns(quantile(r.latency, 0.9999) as f64),
+            fmt_ns(quantile(r.latency, 1.0) as f64),
+            fmt_ns(quantile(r.service, 0.5) as f64),
+            fmt_ns(quantile(r.service, 0.99) as f64),
+            r.others_cpus,
+            if r.saturated { "SAT" } else { "-" }
+        );
+    }
+}
+
+/// The pipeline run as a result of the common report.
+fn pipeline_result(
+    w: &ReportWriter,
+    args: &PipelineArgs,
+    r: &PipelineRun,
+    prefill: u64,
+    data_base: &Path,
+) -> BenchResult {
+    let name = unique_name(w, &format!("pipeline-{}-{}", r.durability, r.rate));
+    let durability = match args.durability {
+        DurabilityArg::Async => format!(
+            "async: fdatasync every {} ms {}",
+            args.async_sync_interval_ms,
+            if args.inline_sync {
+                "inline in the sequencer"
+            } else {
+                "on its own thread"
+            }
+        ),
+        DurabilityArg::Sync => {
+            "sync: group commit, fdatasync before the engine sees a command".into()
+        }
+    };
+    let threads: serde_json::Map<String, serde_json::Value> = r
+        .threads
+        .iter()
+        .map(|t| {
+            (
+                t.name.to_string(),
+                serde_json::json!({
+                    "core": t.pinned.map(|(c, _)| c),
+                    "pinned": t.pinned.is_some_and(|(_, ok)| ok),
+                    "cpu_s": t.usage.cpu_s,
+                    "voluntary_switches": t.usage.voluntary_switches,
+                    "involuntary_switches": t.usage.involuntary_switches,
+                }),
+            )
+        })
+        .collect();
+    BenchResult::new(name, "pipeline", "ferrox", "small", &r.latency)
+        .basis(
+            "planned send time (open loop, evenly spaced at the offered rate) to the consumer \
+             reading the command's last output frame (END), through producer -> input ring -> \
+             sequencer (journal) -> engine ring -> engine -> output ring -> consumer, one process",
+        )
+        .rates(Some(r.rate as f64), r.achieved_per_s)
+        .pinning(pinning_description(&r.threads))
+        .param("durability", r.durability)
+        .param("durability_detail", durability)
+        .param("seed", args.seed)
+        .param("commands", r.measured)
+        .param("acknowledged", r.acked_measured)
+        .param("dropped", r.measured - r.acked_measured.min(r.measured))
+        .param("timed_out", r.timed_out)
+        .param("warmup_commands", r.warmup)
+        .param("warmup_s", args.warmup_s)
+        .param("prefill_commands", prefill)
+        .param("rejects", r.rejects)
+        .param("events", r.events)
+        .param("trades", r.trades)
+        .param("sequenced", r.sequenced)
+        .param("fdatasyncs", r.syncs)
+        .param("snapshots", r.snapshots)
+        .param("snapshot_every", args.snapshot_every)
+        .param("saturated", r.saturated.is_some())
+        .param("saturation", r.saturated.clone())
+        .param("latency_p50_by_tenth_ns", r.trend_p50.clone())
+        .param("service_p50_ns", quantile(&r.service, 0.5))
+        .param("service_p99_ns", quantile(&r.service, 0.99))
+        .param("producer_lateness_p99_ns", quantile(&r.producer_late, 0.99))
+        .param("producer_sent_per_s", r.producer_sent_per_s.round())
+        .param("layout", format!("{:?}", args.layout))
+        .param(
+            "idle",
+            idle_description(args.idle, args.spins, args.yields, args.sleep_max_us),
+        )
+        .param("threads", threads)
+        .param(
+            "ring_slots",
+            serde_json::json!({
+                "input": args.input_ring_slots,
+                "engine": args.engine_ring_slots,
+                "output": args.output_ring_slots,
+            }),
+        )
+        .param("journal_fs", fs_type(data_base))
+        .param("ring_fs", fs_type(&args.ring_dir))
+        .param("wall_s", r.wall_s)
+        .param("loadavg_start", r.load_start.clone())
+        .param("loadavg_end", r.load_end.clone())
+        .param("other_processes_cpus", r.others_cpus)
+        .param("steal_cpus", r.steal_cpus)
+}
+
+// ----- floor ------------------------------------------------------------------------------
+
+/// One run of the bare-ring floor.
+struct FloorRun {
+    rate: u64,
+    warmup: u64,
+    measured: u64,
+    received_measured: u64,
+    /// Messages whose index did not match their ring sequence (should be 0).
+    out_of_order: u64,
+    latency: Histogram<u64>,
+    service: Histogram<u64>,
+    producer_late: Histogram<u64>,
+    achieved_per_s: f64,
+    producer_sent_per_s: f64,
+    wall_s: f64,
+    threads: Vec<ThreadReport>,
+    load_start: String,
+    load_end: String,
+    others_cpus: f64,
+    steal_cpus: f64,
+    timed_out: bool,
+    trend_p50: Vec<u64>,
+    saturated: Option<String>,
+}
+
+/// The floor's message: its index and its publish time (ns on the run's clock), then filler,
+/// `COMMAND_BYTES` in all, the size of a wire command.
+#[inline]
+fn floor_message(index: u64, now: u64) -> [u8; COMMAND_BYTES] {
+    let mut m = [0u8; COMMAND_BYTES];
+    m[..8].copy_from_slice(&index.to_le_bytes());
+    m[8..16].copy_from_slice(&now.to_le_bytes());
+    m[16..24].copy_from_slice(&(!index).to_le_bytes());
+    m
+}
+
+/// The pipeline's open-loop producer and consumer with nothing between them but one bare
+/// single-producer single-consumer shared-memory ring (the sequencer crate's ring, one consumer
+/// slot, `COMMAND_BYTES`-byte slots): the floor under `pipeline`'s latency on this machine.
+fn run_floor(
+    args: &FloorArgs,
+    warmup: u64,
+    measured: u64,
+    rate: u64,
+    timer: Timer,
+    cores: &[CoreId],
+) -> FloorRun {
+    let total = warmup + measured;
+    let measured_from = warmup;
+    let interval_ns = 1e9 / rate as f64;
+    let rings = tempfile::Builder::new()
+        .prefix("ferrox-floor-bench-")
+        .tempdir_in(&args.ring_dir)
+        .expect("ring directory");
+    let spec = RingSpec::new(COMMAND_BYTES, args.ring_slots, 1).expect("ring spec");
+    let path = rings.path().join("floor.ring");
+    let mut producer = Producer::create(&path, spec).expect("floor ring");
+    let mut consumer = Consumer::attach(&path, spec, 0, Start::Producer).expect("floor attach");
+    let [producer_core, _, _, consumer_core] = layout_cores(args.layout, cores);
+    let idle_config = IdleConfig {
+        mode: args.idle,
+        spins: args.spins,
+        yields: args.yields,
+        sleep_max_ns: args.sleep_max_us * 1_000,
+    };
+    let load_start = loadavg();
+    let clock = Clock {
+        timer,
+        t0: timer.ticks(),
+    };
+    let wall = Instant::now();
+    let cpu0 = cpu_snapshot();
+    let mut producer_done_ns = 0u64;
+
+    let (producer_report, producer_late, consumer_out) = thread::scope(|s| {
+        let producer = &mut producer;
+        let consumer = &mut consumer;
+        let producer_done_ns = &mut producer_done_ns;
+        let p = s.spawn(move || {
+            let pinned = pin(producer_core);
+            let u0 = thread_usage();
+            let mut late = new_histogram();
+            let mut next = 0u64;
+            let mut idle = Idle::new(idle_config);
+            let capacity = producer.spec().capacity();
+            while next < total {
+                let now = clock.now_ns();
+                let due = ((now as f64 / interval_ns) as u64 + 1).min(total);
+                let want = (due.saturating_sub(next) as usize).min(256);
+                let k = if want == 0 {
+                    0
+                } else {
+                    want.min(producer.free_slots()).min(capacity)
+                };
+                if k == 0 {
+                    idle.step();
+                    continue;
+                }
+                idle.reset();
+                let mut claim = producer.try_claim(k).expect("free slots were counted");
+                for i in next..next + k as u64 {
+                    claim.push(&floor_message(i, now));
+                    late.saturating_record(now.saturating_sub(planned_ns(i, interval_ns)).max(1));
+                }
+                claim.publish();
+                next += k as u64;
+            }
+            *producer_done_ns = clock.now_ns();
+            (
+                ThreadReport {
+                    name: "producer",
+                    pinned,
+                    usage: usage_delta(u0, thread_usage()),
+                    rounds: None,
+                },
+                late,
+            )
+        });
+        let c = s.spawn(move || {
+            let pinned = pin(consumer_core);
+            let u0 = thread_usage();
+            let mut idle = Idle::new(idle_config);
+            let mut latency = new_histogram();
+            let mut service = new_histogram();
+            let mut trend = Trend::new(measured_from, measured);
+            let (mut received, mut received_measured, mut out_of_order) = (0u64, 0u64, 0u64);
+            let mut last_ns = 0u64;
+            let mut last_progress = Instant::now();
+            let mut timed_out = false;
+            while received < total {
+                let mut now_cached: Option<u64> = None;
+                let n = consumer
+                    .poll(4096, |seq, slot| {
+                        let now = *now_cached.get_or_insert_with(|| clock.now_ns());
+                        let word = |k: usize| {
+                            u64::from_le_bytes(slot[k * 8..k * 8 + 8].try_into().expect("8 bytes"))
+                        };
+                        let (index, sent) = (word(0), word(1));
+                        if index != seq || word(2) != !index {
+                            out_of_order += 1;
+                        }
+                        received += 1;
+                        if index >= measured_from {
+                            received_measured += 1;
+                            let ns = now.saturating_sub(planned_ns(index, interval_ns)).max(1);
+                            latency.saturating_record(ns);
+                            trend.record(index, ns);
+                            service.saturating_record(now.saturating_sub(sent).max(1));
+                            last_ns = now;
+                        }
+                    })
+                    .expect("the consumer is never evicted");
+                if n == 0 {
+                    idle.step();
+                    if idle.rounds % 1024 == 0 && last_progress.elapsed() > Duration::from_secs(20)
+                    {
+                        timed_out = true;
+                        break;
+                    }
+                } else {
+                    idle.reset();
+                    last_progress = Instant::now();
+                }
+            }
+            (
+                ThreadReport {
+                    name: "consumer",
+                    pinned,
+                    usage: usage_delta(u0, thread_usage()),
+                    rounds: None,
+                },
+                latency,
+                service,
+                trend.p50s(),
+                (received_measured, out_of_order, last_ns, timed_out),
+            )
+        });
+        let consumer_out = c.join().expect("consumer thread");
+        let (report, late) = p.join().expect("producer thread");
+        (report, late, consumer_out)
+    });
+    let (consumer_report, latency, service, trend_p50, counts) = consumer_out;
+    let (received_measured, out_of_order, last_ns, timed_out) = counts;
+    drop((producer, consumer));
+    let wall_s = wall.elapsed().as_secs_f64();
+    let (others_cpus, steal_cpus) = others_cpu(cpu0, cpu_snapshot(), wall_s);
+    let first_planned = planned_ns(measured_from, interval_ns);
+    let achieved_per_s =
+        received_measured as f64 / (last_ns.saturating_sub(first_planned).max(1) as f64 / 1e9);
+    let producer_sent_per_s = total as f64 / (producer_done_ns.max(1) as f64 / 1e9);
+    let saturated = saturation(rate, achieved_per_s, timed_out, &trend_p50);
+    FloorRun {
+        rate,
+        warmup,
+        measured,
+        received_measured,
+        out_of_order,
+        latency,
+        service,
+        producer_late,
+        achieved_per_s,
+        producer_sent_per_s,
+        wall_s,
+        threads: vec![producer_report, consumer_report],
+        load_start,
+        load_end: loadavg(),
+        others_cpus,
+        steal_cpus,
+        timed_out,
+        trend_p50,
+        saturated,
+    }
+}
+
+fn print_floor_run(r: &FloorRun) {
+    if r.timed_out {
+        println!("  !! TIMED OUT: nothing read for 20 s; figures are partial");
+    }
+    if let Some(why) = &r.saturated {
+        println!("  !! SATURATED: {why}");
+    }
+    println!(
+        "  offered {}/s, achieved {}/s ({:.1}%), producer sent at {}/s; wall {:.2} s; load average {} -> {}; other processes used {:.2} CPUs, steal {:.2}",
+        fmt_count(r.rate as f64),
+        fmt_count(r.achieved_per_s),
+        r.achieved_per_s / r.rate as f64 * 100.0,
+        fmt_count(r.producer_sent_per_s),
+        r.wall_s,
+        r.load_start,
+        r.load_end,
+        r.others_cpus,
+        r.steal_cpus
+    );
+    println!(
+        "  measured {} of {} messages read; {} out of order or corrupt",
+        fmt_count(r.received_measured as f64),
+        fmt_count(r.measured as f64),
+        r.out_of_order
+    );
+    println!("{}", hist_header("latency"));
+    println!(
+        "{}",
+        hist_row("planned send -> read (open loop)", &r.latency)
+    );
+    println!("{}", hist_row("publish -> read (service)", &r.service));
+    println!(
+        "{}",
+        hist_row("producer lateness (publish-plan)", &r.producer_late)
+    );
+    print_threads(&r.threads, r.wall_s);
+}
+
+fn floor_result(w: &ReportWriter, args: &FloorArgs, r: &FloorRun) -> BenchResult {
+    let name = unique_name(w, &format!("floor-ring-{}", r.rate));
+    BenchResult::new(
+        name,
+        "floor-ring",
+        "spsc-ring",
+        "64-byte-messages",
+        &r.latency,
+    )
+    .basis(format!(
+        "planned send time (open loop, evenly spaced at the offered rate) to the consumer \
+             reading the {COMMAND_BYTES}-byte message from a bare single-producer \
+             single-consumer shared-memory ring (no sequencer, journal or engine), one process"
+    ))
+    .rates(Some(r.rate as f64), r.achieved_per_s)
+    .pinning(pinning_description(&r.threads))
+    .param("message_bytes", COMMAND_BYTES as u64)
+    .param("ring_slots", args.ring_slots as u64)
+    .param("ring_fs", fs_type(&args.ring_dir))
+    .param("seed", args.seed)
+    .param("commands", r.measured)
+    .param("received", r.received_measured)
+    .param("dropped", r.measured - r.received_measured.min(r.measured))
+    .param("out_of_order", r.out_of_order)
+    .param("timed_out", r.timed_out)
+    .param("warmup_commands", r.warmup)
+    .param("warmup_s", args.warmup_s)
+    .param("saturated", r.saturated.is_some())
+    .param("saturation", r.saturated.clone())
+    .param("latency_p50_by_tenth_ns", r.trend_p50.clone())
+    .param("service_p50_ns", quantile(&r.service, 0.5))
+    .param("service_p99_ns", quantile(&r.service, 0.99))
+    .param("producer_lateness_p99_ns", quantile(&r.producer_late, 0.99))
+    .param("producer_sent_per_s", r.producer_sent_per_s.round())
+    .param("layout", format!("{:?}", args.layout))
+    .param(
+        "idle",
+        idle_description(args.idle, args.spins, args.yields, args.sleep_max_us),
+    )
+    .param("wall_s", r.wall_s)
+    .param("loadavg_start", r.load_start.clone())
+    .param("loadavg_end", r.load_end.clone())
+    .param("other_processes_cpus", r.others_cpus)
+    .param("steal_cpus", r.steal_cpus)
+}
+
+fn floor_bench(args: &FloorArgs) {
+    let m = machine();
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    println!("ferrox-pipeline-bench floor");
+    println!("machine: {}", m.describe());
+    println!(
+        "one bare SPSC ring of {} x {COMMAND_BYTES}-byte slots under {} ({}); no sequencer, journal or engine",
+        fmt_count(args.ring_slots as f64),
+        args.ring_dir.display(),
+        fs_type(&args.ring_dir)
+    );
+    println!(
+        "threads: producer, consumer on {} cores, layout {:?} (as pipeline's producer and consumer); idle: {}",
+        cores.len(),
+        args.layout,
+        idle_description(args.idle, args.spins, args.yields, args.sleep_max_us)
+    );
+    let timer = Timer::with_kind(
+        if cfg!(target_arch = "x86_64") {
+            TimerKind::Rdtsc
+        } else {
+            TimerKind::Instant
+        },
+        Duration::from_millis(200),
+    );
+    let mut writer = open_report(&args.report, "floor-ring", "ferrox-pipeline-bench floor");
+    let mut runs = Vec::new();
+    for &rate in &args.rate {
+        let measured = match args.seconds {
+            Some(s) => (rate as f64 * s) as u64,
+            None => args.commands,
+        }
+        .max(1);
+        let warmup = (rate as f64 * args.warmup_s) as u64;
+        println!(
+            "\n-- bare ring, offered {} messages/s: {} measured messages after {} warm-up; load average {} --",
+            fmt_count(rate as f64),
+            fmt_count(measured as f64),
+            fmt_count(warmup as f64),
+            loadavg()
+        );
+        let run = run_floor(args, warmup, measured, rate.max(1), timer, &cores);
+        print_floor_run(&run);
+        if let Some(w) = writer.as_mut() {
+            let result = floor_result(w, args, &run);
+            add_result(w, result, &run.latency);
+        }
+        let stop = args.report.stop_at_saturation && run.saturated.is_some();
+        runs.push(run);
+        if stop {
+            println!("  --stop-at-saturation: the sweep stops here");
+            break;
+        }
+    }
+    if runs.len() > 1 {
+        let rows: Vec<SummaryRow<'_>> = runs
+            .iter()
+            .map(|r| SummaryRow {
+                rate: r.rate,
+                achieved_per_s: r.achieved_per_s,
+                latency: &r.latency,
+                service: &r.service,
+                others_cpus: r.others_cpus,
+                saturated: r.saturated.is_some(),
+            })
+            .collect();
+        print_summary("bare SPSC ring floor", &rows);
+    }
+    if let Some(path) = &args.json {
+        let mut j = String::from("{\n");
+        let _ = writeln!(j, "  \"benchmark\": \"floor-ring\",");
+        let _ = writeln!(j, "  \"machine\": {},", m.json());
+        let _ = writeln!(
+            j,
+            "  \"ring_fs\": \"{}\", \"ring_slots\": {}, \"message_bytes\": {COMMAND_BYTES}, \"layout\": \"{:?}\", \"idle\": \"{}\",",
+            fs_type(&args.ring_dir),
+            args.ring_slots,
+            args.layout,
+            idle_description(args.idle, args.spins, args.yields, args.sleep_max_us)
+        );
+        j.push_str("  \"runs\": [\n");
+        for (i, r) in runs.iter().enumerate() {
+            let _ = write!(
+                j,
+                "    {{\"offered_per_s\": {}, \"achieved_per_s\": {:.0}, \"producer_sent_per_s\": {:.0}, \"warmup\": {}, \"measured\": {}, \"received_measured\": {}, \"out_of_order\": {}, \"timed_out\": {}, \"saturated\": {}, \"saturation\": {}, \"wall_s\": {:.3},\n     \"latency_ns\": {},\n     \"service_latency_ns\": {},\n     \"producer_lateness_ns\": {},\n     \"loadavg_start\": \"{}\", \"loadavg_end\": \"{}\", \"other_processes_cpus\": {:.2}, \"steal_cpus\": {:.2}}}{}\n",
+                r.rate,
+                r.achieved_per_s,
+                r.producer_sent_per_s,
+                r.warmup,
+                r.measured,
+                r.received_measured,
+                r.out_of_order,
+                r.timed_out,
+                r.saturated.is_some(),
+                r.saturated
+                    .as_ref()
+                    .map_or_else(|| "null".to_string(), |s| format!("{s:?}")),
+                r.wall_s,
+                hist_json(&r.latency),
+                hist_json(&r.service),
+                hist_json(&r.producer_late),
+                r.load_start,
+                r.load_end,
+                r.others_cpus,
+                r.steal_cpus,
+                if i + 1 < runs.len() { "," } else { "" }
+            );
+        }
+        j.push_str("  ]\n}\n");
+        std::fs::write(path, j).expect("write the JSON file");
+        println!("\nwrote {}", path.display());
     }
 }
 
@@ -2041,5 +2826,56 @@ fn journal_bench(args: &JournalArgs) {
         j.push_str("  ]\n}\n");
         std::fs::write(path, j).expect("write the JSON file");
         println!("\nwrote {}", path.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saturation_rules() {
+        let flat = [50_000u64; 10];
+        assert_eq!(saturation(100_000, 99_000.0, false, &flat), None);
+        assert!(saturation(100_000, 90_000.0, false, &flat).is_some());
+        assert!(saturation(100_000, 99_000.0, true, &flat).is_some());
+        // A queue that builds up: the medians ramp.
+        let ramp: Vec<u64> = (1..=10).map(|k| k * 400_000).collect();
+        assert!(saturation(100_000, 99_000.0, false, &ramp).is_some());
+        // One stall at the end of an otherwise steady run is not saturation.
+        let mut stall = [100_000u64; 10];
+        stall[9] = 3_000_000;
+        assert_eq!(saturation(100_000, 99_000.0, false, &stall), None);
+        // A ramp that stays below 1 ms is not either.
+        let small: Vec<u64> = (1..=10).map(|k| k * 20_000).collect();
+        assert_eq!(saturation(100_000, 99_000.0, false, &small), None);
+    }
+
+    #[test]
+    fn trend_windows_split_the_measured_commands() {
+        let mut t = Trend::new(100, 1_000);
+        for i in 100..1_100u64 {
+            t.record(i, (i - 99) * 1_000);
+        }
+        let p = t.p50s();
+        assert_eq!(p.len(), 10);
+        assert!(p.windows(2).all(|w| w[1] > w[0]), "{p:?}");
+        let h = report_histogram(&{
+            let mut h = new_histogram();
+            h.saturating_record(120_000_000_000);
+            h.saturating_record(5_000);
+            h
+        });
+        assert_eq!(h.len(), 2);
+        assert!(h.max() <= report::HIST_MAX_NS + report::HIST_MAX_NS / 1000);
+    }
+
+    #[test]
+    fn floor_messages_carry_index_and_time() {
+        let m = floor_message(42, 7);
+        assert_eq!(m.len(), COMMAND_BYTES);
+        assert_eq!(u64::from_le_bytes(m[..8].try_into().unwrap()), 42);
+        assert_eq!(u64::from_le_bytes(m[8..16].try_into().unwrap()), 7);
+        assert_eq!(u64::from_le_bytes(m[16..24].try_into().unwrap()), !42);
     }
 }

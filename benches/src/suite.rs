@@ -67,6 +67,8 @@ pub struct SuiteOptions {
     pub engine_runs: usize,
     pub peer_workloads: Vec<String>,
     pub peer_commands: usize,
+    /// Commands of the limit/cancel feed file (the workload "feed").
+    pub feed_commands: usize,
     pub pipeline_rates: Vec<u64>,
     pub pipeline_seconds: f64,
     pub wire_rates: Vec<u64>,
@@ -79,15 +81,24 @@ impl SuiteOptions {
         SuiteOptions {
             sections: Section::ALL.to_vec(),
             seed: 1,
-            engine_workloads: ["small", "medium", "large", "wide", "avalanche", "lobster"]
-                .map(String::from)
-                .to_vec(),
+            engine_workloads: [
+                "small",
+                "medium",
+                "large",
+                "wide",
+                "avalanche",
+                "lobster",
+                "feed",
+            ]
+            .map(String::from)
+            .to_vec(),
             engine_commands: 2_000_000,
             engine_runs: 3,
-            peer_workloads: ["small", "medium", "avalanche", "lobster"]
+            peer_workloads: ["small", "medium", "avalanche", "lobster", "feed"]
                 .map(String::from)
                 .to_vec(),
             peer_commands: 1_000_000,
+            feed_commands: 500_000,
             pipeline_rates: vec![50_000, 200_000, 500_000, 1_000_000, 1_500_000, 2_000_000],
             pipeline_seconds: 3.0,
             wire_rates: vec![5_000, 20_000, 50_000, 100_000],
@@ -98,7 +109,10 @@ impl SuiteOptions {
 
     pub fn quick() -> SuiteOptions {
         SuiteOptions {
-            engine_workloads: ["small", "avalanche", "lobster"].map(String::from).to_vec(),
+            engine_workloads: ["small", "avalanche", "lobster", "feed"]
+                .map(String::from)
+                .to_vec(),
+            feed_commands: 100_000,
             engine_commands: 200_000,
             engine_runs: 1,
             peer_workloads: ["small"].map(String::from).to_vec(),
@@ -139,12 +153,60 @@ fn list(rates: &[u64]) -> String {
         .join(",")
 }
 
+/// The workload "feed" is a limit/cancel feed replayed from a command file, which the suite
+/// writes (seeded) before its first use; these are the file and its engine configuration.
+pub fn feed_paths(out: &Path) -> (String, String) {
+    let dir = out.join("feed");
+    (
+        dir.join("limit-cancel.csv").display().to_string(),
+        dir.join("limit-cancel.toml").display().to_string(),
+    )
+}
+
+/// The `--workload` arguments for a suite workload name.
+fn workload_args(w: &str, out: &Path) -> Vec<String> {
+    if w == "feed" {
+        let (file, config) = feed_paths(out);
+        vec![
+            "--workload".into(),
+            format!("file:{file}"),
+            "--config".into(),
+            config,
+        ]
+    } else {
+        vec!["--workload".into(), w.to_string()]
+    }
+}
+
 /// The steps of a suite writing into `out`, in order. Wire steps name the exchange they need;
 /// the runner starts it before the first such step and stops it after the last.
 pub fn plan(o: &SuiteOptions, out: &Path) -> Vec<Step> {
     let dir = out.display().to_string();
     let seed = o.seed.to_string();
     let mut steps = Vec::new();
+    let uses_feed = (o.sections.contains(&Section::Engine)
+        && o.engine_workloads.iter().any(|w| w == "feed"))
+        || (o.sections.contains(&Section::Peers) && o.peer_workloads.iter().any(|w| w == "feed"));
+    if uses_feed {
+        let (file, config) = feed_paths(out);
+        steps.push(Step {
+            section: Section::Engine,
+            title: "write the limit/cancel feed file (workload \"feed\")".into(),
+            program: "ferrox-bench",
+            args: vec![
+                "feed".into(),
+                "--commands".into(),
+                o.feed_commands.to_string(),
+                "--seed".into(),
+                seed.clone(),
+                "--out".into(),
+                file,
+                "--config-out".into(),
+                config,
+            ],
+            needs: Needs::Nothing,
+        });
+    }
     for &section in &o.sections {
         match section {
             Section::Engine => {
@@ -153,19 +215,20 @@ pub fn plan(o: &SuiteOptions, out: &Path) -> Vec<Step> {
                         section,
                         title: format!("engine only, workload {w}"),
                         program: "ferrox-bench",
-                        args: vec![
-                            "engine".into(),
-                            "--workload".into(),
-                            w.clone(),
-                            "--commands".into(),
-                            o.engine_commands.to_string(),
-                            "--runs".into(),
-                            o.engine_runs.to_string(),
-                            "--seed".into(),
-                            seed.clone(),
-                            "--report".into(),
-                            dir.clone(),
-                        ],
+                        args: [vec!["engine".to_string()], workload_args(w, out)]
+                            .concat()
+                            .into_iter()
+                            .chain([
+                                "--commands".into(),
+                                o.engine_commands.to_string(),
+                                "--runs".into(),
+                                o.engine_runs.to_string(),
+                                "--seed".into(),
+                                seed.clone(),
+                                "--report".into(),
+                                dir.clone(),
+                            ])
+                            .collect(),
                         needs: Needs::Nothing,
                     });
                 }
@@ -176,18 +239,19 @@ pub fn plan(o: &SuiteOptions, out: &Path) -> Vec<Step> {
                         section,
                         title: format!("side by side with lobster and orderbook-rs, workload {w}"),
                         program: "ferrox-peers",
-                        args: vec![
-                            "--workload".into(),
-                            w.clone(),
-                            "--commands".into(),
-                            o.peer_commands.to_string(),
-                            "--runs".into(),
-                            o.engine_runs.to_string(),
-                            "--seed".into(),
-                            seed.clone(),
-                            "--report".into(),
-                            dir.clone(),
-                        ],
+                        args: workload_args(w, out)
+                            .into_iter()
+                            .chain([
+                                "--commands".into(),
+                                o.peer_commands.to_string(),
+                                "--runs".into(),
+                                o.engine_runs.to_string(),
+                                "--seed".into(),
+                                seed.clone(),
+                                "--report".into(),
+                                dir.clone(),
+                            ])
+                            .collect(),
                         needs: Needs::Nothing,
                     });
                 }
@@ -288,8 +352,8 @@ pub fn plan(o: &SuiteOptions, out: &Path) -> Vec<Step> {
     steps
 }
 
-/// Every report in `dir` (each `*.json` but the suite's own `summary.json`), in file-name
-/// order, which is the order the suite ran them in within a section.
+/// Every report in `dir` (each `*.json` but the suite's own `summary.json`), in the order they
+/// were run (start time, then file name).
 pub fn load_reports(dir: &Path) -> io::Result<Vec<Report>> {
     let mut paths: Vec<_> = fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -299,7 +363,12 @@ pub fn load_reports(dir: &Path) -> io::Result<Vec<Report>> {
         })
         .collect();
     paths.sort();
-    paths.iter().map(|p| read_report(p)).collect()
+    let mut reports: Vec<Report> = paths
+        .iter()
+        .map(|p| read_report(p))
+        .collect::<io::Result<_>>()?;
+    reports.sort_by_key(|r| r.started_unix_s);
+    Ok(reports)
 }
 
 /// A latency in the unit a person reads best: "87 ns", "12.3 µs", "4.56 ms", "1.20 s".
@@ -624,7 +693,15 @@ pub fn summary_markdown(reports: &[Report], images: &[(String, String)]) -> Stri
         SATURATED_BELOW * 100.0
     );
     for (mode, title) in MODE_ORDER {
-        let rows: Vec<&BenchResult> = all_results(reports).filter(|r| r.mode == mode).collect();
+        let mut rows: Vec<&BenchResult> = all_results(reports).filter(|r| r.mode == mode).collect();
+        // Open-loop series read best in rate order; closed-loop results stay in run order.
+        if rows.iter().all(|r| r.offered_per_s.is_some()) {
+            rows.sort_by(|a, b| {
+                (series_label(a), a.offered_per_s.unwrap_or(0.0))
+                    .partial_cmp(&(series_label(b), b.offered_per_s.unwrap_or(0.0)))
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            });
+        }
         if rows.is_empty() {
             continue;
         }
@@ -794,10 +871,11 @@ mod tests {
         for section in Section::ALL {
             assert!(steps.iter().any(|s| s.section == section), "{section:?}");
         }
-        assert!(steps.iter().all(|s| s
-            .args
-            .windows(2)
-            .any(|w| w[0] == "--report" && w[1] == "/x")));
+        // Every benchmark reports into the suite's directory; the feed writer writes the file.
+        assert!(steps.iter().all(|s| s.args[0] == "feed"
+            || s.args
+                .windows(2)
+                .any(|w| w[0] == "--report" && w[1] == "/x")));
         let exchanges: Vec<Needs> = steps.iter().map(|s| s.needs).collect();
         assert!(exchanges.contains(&Needs::Exchange("async")));
         assert!(exchanges.contains(&Needs::Exchange("sync")));
@@ -809,8 +887,16 @@ mod tests {
                 seen.push(*n);
             }
         }
+        // The feed file is written once, before the first step that reads it.
+        let feed = steps.iter().position(|s| s.args[0] == "feed").unwrap();
+        let (file, _) = feed_paths(Path::new("/x"));
+        let readers: Vec<usize> = (0..steps.len())
+            .filter(|&i| steps[i].args.contains(&format!("file:{file}")))
+            .collect();
+        assert!(!readers.is_empty() && readers.iter().all(|&i| i > feed));
         let only = SuiteOptions {
             sections: vec![Section::Peers],
+            peer_workloads: vec!["small".into()],
             ..o
         };
         assert!(plan(&only, Path::new("/x"))

@@ -240,6 +240,23 @@ pub fn config(symbol: &str, reference_price: i64, messages: usize) -> EngineConf
     }
 }
 
+/// A notional limit as decimal text. "No limit" (`u128::MAX`, as `InstrumentSpec::simple`
+/// sets) has no decimal form, so it is written as the largest number of units a decimal holds
+/// (about 7.9e28), which no order reaches either.
+fn notional_text(units: u128, decimals: u32) -> String {
+    i128::try_from(units)
+        .ok()
+        .and_then(|u| rust_decimal::Decimal::try_from_i128_with_scale(u, decimals).ok())
+        .unwrap_or_else(|| {
+            // The most units a decimal can count, so that converting back to units fits.
+            rust_decimal::Decimal::from_i128_with_scale(
+                rust_decimal::Decimal::MAX.mantissa(),
+                decimals.min(28),
+            )
+        })
+        .to_string()
+}
+
 /// The configuration as TOML that `ferrox` reads (`[limits]` and `[[instruments]]`), so that
 /// a journal written from an import can be replayed with `--config`.
 pub fn config_toml(config: &EngineConfig) -> String {
@@ -248,7 +265,7 @@ pub fn config_toml(config: &EngineConfig) -> String {
     };
     let l = &config.limits;
     let mut out = format!(
-        "# Written by the LOBSTER import: the configuration its journal replays with.\n[limits]\norders_max = {}\nlevels_max = {}\ngtd_orders_max = {}\n",
+        "# The engine configuration a journal or command file replays with.\n[limits]\norders_max = {}\nlevels_max = {}\ngtd_orders_max = {}\n",
         l.orders_max, l.levels_max, l.gtd_orders_max
     );
     for i in &config.instruments {
@@ -265,7 +282,7 @@ pub fn config_toml(config: &EngineConfig) -> String {
             dec(i.lot_size.0.into(), i.qty_decimals),
             dec(i.reference_price.0.into(), i.price_decimals),
             dec(i.qty_max.0.into(), i.qty_decimals),
-            dec(i.notional_max as i128, i.price_decimals + i.qty_decimals),
+            notional_text(i.notional_max, i.price_decimals + i.qty_decimals),
             i.levels_per_side_max,
             i.ladder_window_ticks,
         ));

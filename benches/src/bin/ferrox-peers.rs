@@ -112,6 +112,11 @@ struct Args {
     /// Throughput runs per engine, each on a fresh pre-filled instance; the best is reported.
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Passes over the measured commands per run and in the latency run, each on a fresh
+    /// pre-filled book (pre-fill not timed). Default: 1, or for a short workload (the LOBSTER
+    /// sample has under 1,000 commands) enough passes for 100,000 timed commands.
+    #[arg(long)]
+    passes: Option<usize>,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -777,6 +782,7 @@ fn time_engine<'a, B: Book + 'a>(
     first: usize,
     end: usize,
     runs: usize,
+    passes: usize,
 ) -> Timing {
     let prefilled = |make: &mut dyn FnMut() -> B| {
         let mut b = make();
@@ -787,7 +793,7 @@ fn time_engine<'a, B: Book + 'a>(
         b
     };
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
-    {
+    for _ in 0..passes {
         let mut b = prefilled(&mut make);
         let mut c = Counts::default();
         for i in first..end {
@@ -800,15 +806,18 @@ fn time_engine<'a, B: Book + 'a>(
     }
     let mut rates = Vec::with_capacity(runs);
     for _ in 0..runs {
-        let mut b = prefilled(&mut make);
-        let mut c = Counts::default();
-        let t0 = Instant::now();
-        for i in first..end {
-            b.apply(black_box(i), &mut c);
+        let mut secs = 0.0;
+        for _ in 0..passes {
+            let mut b = prefilled(&mut make);
+            let mut c = Counts::default();
+            let t0 = Instant::now();
+            for i in first..end {
+                b.apply(black_box(i), &mut c);
+            }
+            secs += t0.elapsed().as_secs_f64();
+            black_box(c);
         }
-        let dt = t0.elapsed();
-        black_box(c);
-        rates.push((end - first) as f64 / dt.as_secs_f64());
+        rates.push(((end - first) * passes) as f64 / secs);
     }
     let throughput = rates.iter().copied().fold(0.0, f64::max);
     Timing {
@@ -1043,6 +1052,16 @@ fn main() -> ExitCode {
     }
 
     // ----- timing ---------------------------------------------------------------------------
+    let passes = args
+        .passes
+        .unwrap_or_else(|| 100_000usize.div_ceil((end - first).max(1)).clamp(1, 1_000))
+        .max(1);
+    if passes > 1 {
+        println!(
+            "{passes} passes per run, each on a fresh pre-filled book: {} timed commands",
+            (end - first) * passes
+        );
+    }
     let (ov_min, ov_med) = timer_overhead();
     println!("timer: Instant pair overhead min {ov_min} ns, median {ov_med} ns (included below)");
     let cmds_ref = &cmds;
@@ -1056,6 +1075,7 @@ fn main() -> ExitCode {
         first,
         end,
         args.runs,
+        passes,
     )];
     if agreed.contains(&"lobster") {
         timings.push(time_engine(
@@ -1064,6 +1084,7 @@ fn main() -> ExitCode {
             first,
             end,
             args.runs,
+            passes,
         ));
     }
     if agreed.contains(&"orderbook-rs") {
@@ -1073,6 +1094,7 @@ fn main() -> ExitCode {
             first,
             end,
             args.runs,
+            passes,
         ));
     }
 
@@ -1188,6 +1210,7 @@ fn main() -> ExitCode {
             .param("commands", (end - first) as u64)
             .param("prefill", first as u64)
             .param("runs", args.runs as u64)
+            .param("passes", passes as u64)
             .param("runs_per_s", t.runs.clone())
             .param("instruments", instruments as u64)
             .param("timer_overhead_median_ns", ov_med)

@@ -391,11 +391,12 @@ pub fn human_ns(ns: u64) -> String {
         };
         format!("{text} {unit}")
     };
+    // The unit changes where three significant digits would round up to 1000 (999.9 µs).
     if ns < 1_000 {
         format!("{ns} ns")
-    } else if ns < 1_000_000 {
+    } else if ns < 999_500 {
         scaled(1e3, "µs")
-    } else if ns < 1_000_000_000 {
+    } else if ns < 999_500_000 {
         scaled(1e6, "ms")
     } else {
         format!("{:.2} s", ns as f64 / 1e9)
@@ -915,6 +916,8 @@ mod tests {
         assert_eq!(human_ns(181_759), "182 µs");
         assert_eq!(human_ns(2_454_000), "2.45 ms");
         assert_eq!(human_ns(100_000), "100 µs");
+        assert_eq!(human_ns(999_900), "1 ms");
+        assert_eq!(human_ns(999_400), "999 µs");
         assert_eq!(human_ns(1_200_000_000), "1.20 s");
         assert_eq!(human_rate(950_000.0), "950k/s");
         assert_eq!(human_rate(1_520_000.0), "1.52M/s");

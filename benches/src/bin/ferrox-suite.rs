@@ -58,6 +58,9 @@ struct Exchange {
     dir: tempfile::TempDir,
     addr: String,
     durability: &'static str,
+    /// The exchange's ring files are `/dev/shm/<name>-*.ring`; it leaves them for a restart to
+    /// reuse, and the suite removes them once the exchange has stopped.
+    ring_name: String,
 }
 
 impl Drop for Exchange {
@@ -68,16 +71,32 @@ impl Drop for Exchange {
             libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
         }
         let deadline = Instant::now() + Duration::from_secs(20);
+        let mut stopped = false;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+                stopped = true;
+                break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if !stopped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let prefix = format!("{}-", self.ring_name);
+        if let Ok(entries) = fs::read_dir(RING_DIR) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with(&prefix) && name.ends_with(".ring") {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
     }
 }
+
+/// The default configuration's `ring_dir`, which the suite keeps.
+const RING_DIR: &str = "/dev/shm";
 
 fn free_tcp_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -115,6 +134,12 @@ fn start_exchange(bins: &Path, durability: &'static str) -> Result<Exchange, Str
         &format!("durability = \"{durability}\""),
     )?;
     config = replace_once(&config, "name = \"ferrox\"", &format!("name = \"{name}\""))?;
+    // Not a change: a check that the rings are where the runner cleans up after the exchange.
+    config = replace_once(
+        &config,
+        &format!("ring_dir = \"{RING_DIR}\""),
+        &format!("ring_dir = \"{RING_DIR}\""),
+    )?;
     config = replace_once(
         &config,
         "listen = \"127.0.0.1:9878\"",
@@ -158,6 +183,7 @@ fn start_exchange(bins: &Path, durability: &'static str) -> Result<Exchange, Str
         dir,
         addr: format!("127.0.0.1:{port}"),
         durability,
+        ring_name: name,
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

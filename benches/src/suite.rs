@@ -473,33 +473,24 @@ pub fn curves(reports: &[Report], mode: &str, floor: &str) -> Vec<(String, Vec<C
 }
 
 /// The offered rate at which to compare the spectra of an open-loop mode and its floor: the
-/// highest rate every series ran at without saturating; failing that, the lowest common rate.
+/// lowest rate every series ran at, where the latency is the system's own and not a queue's
+/// (the curve across the sweep shows where queueing starts).
 pub fn comparison_rate(reports: &[Report], mode: &str, floor: &str) -> Option<f64> {
-    let mut rates: BTreeMap<String, Vec<(u64, bool)>> = BTreeMap::new();
+    let mut rates: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for r in all_results(reports).filter(|r| r.mode == mode || r.mode == floor) {
         if let Some(offered) = r.offered_per_s {
             rates
                 .entry(series_label(r))
                 .or_default()
-                .push((offered.round() as u64, saturated(r)));
+                .push(offered.round() as u64);
         }
     }
     let mut series = rates.values();
-    let first = series.next()?;
-    let mut common: Vec<(u64, bool)> = first.clone();
+    let mut common: Vec<u64> = series.next()?.clone();
     for other in series {
-        common.retain(|(rate, _)| other.iter().any(|(o, _)| o == rate));
-        for c in &mut common {
-            c.1 |= other.iter().any(|(o, s)| *o == c.0 && *s);
-        }
+        common.retain(|rate| other.contains(rate));
     }
-    common.sort_unstable();
-    common
-        .iter()
-        .rev()
-        .find(|(_, sat)| !sat)
-        .or(common.first())
-        .map(|(rate, _)| *rate as f64)
+    common.into_iter().min().map(|rate| rate as f64)
 }
 
 /// A result's histogram, read back from its log in `dir`.
@@ -979,7 +970,8 @@ mod tests {
             );
             assert!(pts[0].offered_per_s < pts[1].offered_per_s);
         }
-        // The sync run at 1M/s saturated, so spectra are compared at 100k/s.
+        // Spectra are compared at the lowest rate all three ran at (not 500k/s: the floor
+        // did not run it).
         assert_eq!(
             comparison_rate(&reports(), "pipeline", "floor-ring"),
             Some(100_000.0)

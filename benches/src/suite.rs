@@ -352,15 +352,15 @@ pub fn plan(o: &SuiteOptions, out: &Path) -> Vec<Step> {
     steps
 }
 
-/// Every report in `dir` (each `*.json` but the suite's own `summary.json`), in the order they
+/// The file in a suite directory that records the suite's own command line.
+pub const SUITE_COMMAND_FILE: &str = "suite-command.txt";
+
+/// Every report in `dir` (each `*.json`), in the order they
 /// were run (start time, then file name).
 pub fn load_reports(dir: &Path) -> io::Result<Vec<Report>> {
     let mut paths: Vec<_> = fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension().is_some_and(|x| x == "json")
-                && p.file_name().is_some_and(|n| n != "summary.json")
-        })
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     paths.sort();
     let mut reports: Vec<Report> = paths
@@ -665,9 +665,16 @@ const MODE_ORDER: [(&str, &str); 6] = [
 
 /// The suite's summary as Markdown: the machine, a table per mode, the ratios against peers
 /// and floors, and the pictures.
-pub fn summary_markdown(reports: &[Report], images: &[(String, String)]) -> String {
+pub fn summary_markdown(
+    reports: &[Report],
+    images: &[(String, String)],
+    suite_command: Option<&str>,
+) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# Ferrox benchmark suite\n");
+    if let Some(c) = suite_command {
+        let _ = writeln!(s, "Run with `{}`.\n", c.trim());
+    }
     if let Some(first) = reports.first() {
         let m = &first.machine;
         let _ = writeln!(
@@ -981,7 +988,12 @@ mod tests {
 
     #[test]
     fn summary_has_tables_ratios_and_marks_saturation() {
-        let md = summary_markdown(&reports(), &[("cap".into(), "x.svg".into())]);
+        let md = summary_markdown(
+            &reports(),
+            &[("cap".into(), "x.svg".into())],
+            Some("ferrox bench --quick\n"),
+        );
+        assert!(md.contains("Run with `ferrox bench --quick`."), "{md}");
         assert!(md.contains("## Pipeline"), "{md}");
         assert!(
             md.contains("| ferrox, sync journal | w | 1.00M/s | 600k/s* |"),
@@ -1028,7 +1040,7 @@ mod tests {
             let svg = fs::read_to_string(dir.path().join(f)).unwrap();
             assert!(svg.trim_end().ends_with("</svg>"), "{f}");
         }
-        let md = summary_markdown(&loaded, &images);
+        let md = summary_markdown(&loaded, &images, None);
         // p50 of 100..1099 ns against 4000..4999 ns.
         assert!(md.contains("| small | lobster | 7.5× |"), "{md}");
     }

@@ -236,7 +236,7 @@ pub fn run(
         // Measured at 5,000 FIX orders/s on 2 vCPUs, five alternating runs each (BENCHMARKS
         // "The suite"): order-to-first-report p50 2.2-4.1 ms with the spin-then-yield policy,
         // 1.0-1.7 ms with this sleep. Market data then waits up to the sleep (plus timer
-        // slack) longer; a 50 µs sleep measured worse for the order path in two runs.
+        // slack) longer; a 50 µs sleep was no better for the order path in two runs.
         if small_machine {
             consumer.heartbeat();
             thread::sleep(Duration::from_micros(100));

@@ -213,7 +213,8 @@ fn summarize(dir: &Path) -> Result<PathBuf, String> {
         return Err(format!("no reports in {}", dir.display()));
     }
     let images = suite::draw(dir, &reports).map_err(|e| format!("drawing the plots: {e}"))?;
-    let md = suite::summary_markdown(&reports, &images);
+    let command = fs::read_to_string(dir.join(suite::SUITE_COMMAND_FILE)).ok();
+    let md = suite::summary_markdown(&reports, &images, command.as_deref());
     let path = dir.join("summary.md");
     fs::write(&path, md).map_err(|e| format!("writing {}: {e}", path.display()))?;
     Ok(path)
@@ -292,6 +293,11 @@ fn main() -> ExitCode {
     });
     if let Err(e) = fs::create_dir_all(&out) {
         eprintln!("ferrox-suite: cannot create {}: {e}", out.display());
+        return ExitCode::FAILURE;
+    }
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    if let Err(e) = fs::write(out.join(suite::SUITE_COMMAND_FILE), command + "\n") {
+        eprintln!("ferrox-suite: cannot write into {}: {e}", out.display());
         return ExitCode::FAILURE;
     }
     let steps = suite::plan(&o, &out);

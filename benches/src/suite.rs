@@ -57,7 +57,7 @@ impl Section {
 }
 
 /// What the suite runs. [`SuiteOptions::full`] is the default of `ferrox bench`,
-/// [`SuiteOptions::quick`] a smoke run of a few minutes.
+/// [`SuiteOptions::quick`] a smoke run of under a minute.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SuiteOptions {
     pub sections: Vec<Section>,
@@ -209,49 +209,42 @@ pub fn plan(o: &SuiteOptions, out: &Path) -> Vec<Step> {
     }
     for &section in &o.sections {
         match section {
-            Section::Engine => {
-                for w in &o.engine_workloads {
+            Section::Engine | Section::Peers => {
+                let (program, lead, workloads, commands, what) = if section == Section::Engine {
+                    (
+                        "ferrox-bench",
+                        Some("engine"),
+                        &o.engine_workloads,
+                        o.engine_commands,
+                        "engine only",
+                    )
+                } else {
+                    (
+                        "ferrox-peers",
+                        None,
+                        &o.peer_workloads,
+                        o.peer_commands,
+                        "side by side with lobster and orderbook-rs",
+                    )
+                };
+                for w in workloads {
+                    let mut args: Vec<String> = lead.into_iter().map(String::from).collect();
+                    args.extend(workload_args(w, out));
+                    args.extend([
+                        "--commands".into(),
+                        commands.to_string(),
+                        "--runs".into(),
+                        o.engine_runs.to_string(),
+                        "--seed".into(),
+                        seed.clone(),
+                        "--report".into(),
+                        dir.clone(),
+                    ]);
                     steps.push(Step {
                         section,
-                        title: format!("engine only, workload {w}"),
-                        program: "ferrox-bench",
-                        args: [vec!["engine".to_string()], workload_args(w, out)]
-                            .concat()
-                            .into_iter()
-                            .chain([
-                                "--commands".into(),
-                                o.engine_commands.to_string(),
-                                "--runs".into(),
-                                o.engine_runs.to_string(),
-                                "--seed".into(),
-                                seed.clone(),
-                                "--report".into(),
-                                dir.clone(),
-                            ])
-                            .collect(),
-                        needs: Needs::Nothing,
-                    });
-                }
-            }
-            Section::Peers => {
-                for w in &o.peer_workloads {
-                    steps.push(Step {
-                        section,
-                        title: format!("side by side with lobster and orderbook-rs, workload {w}"),
-                        program: "ferrox-peers",
-                        args: workload_args(w, out)
-                            .into_iter()
-                            .chain([
-                                "--commands".into(),
-                                o.peer_commands.to_string(),
-                                "--runs".into(),
-                                o.engine_runs.to_string(),
-                                "--seed".into(),
-                                seed.clone(),
-                                "--report".into(),
-                                dir.clone(),
-                            ])
-                            .collect(),
+                        title: format!("{what}, workload {w}"),
+                        program,
+                        args,
                         needs: Needs::Nothing,
                     });
                 }
@@ -886,6 +879,11 @@ mod tests {
                 seen.push(*n);
             }
         }
+        let engine = steps.iter().find(|s| s.args[0] == "engine").unwrap();
+        assert_eq!(engine.args[..3], ["engine", "--workload", "small"]);
+        let peers = steps.iter().find(|s| s.program == "ferrox-peers").unwrap();
+        assert_eq!(peers.args[..2], ["--workload", "small"]);
+        assert!(peers.args.windows(2).any(|w| w == ["--commands", "200000"]));
         // The feed file is written once, before the first step that reads it.
         let feed = steps.iter().position(|s| s.args[0] == "feed").unwrap();
         let (file, _) = feed_paths(Path::new("/x"));

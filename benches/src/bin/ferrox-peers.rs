@@ -840,20 +840,6 @@ fn timer_overhead() -> (u64, u64) {
     (v[0], v[v.len() / 2])
 }
 
-fn machine() -> String {
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{model}, {cores} logical CPUs")
-}
-
 fn first_diff(a: &[(u64, u64)], b: &[(u64, u64)]) -> String {
     let i = a
         .iter()
@@ -877,8 +863,11 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let cmdline = std::env::args().collect::<Vec<_>>().join(" ");
     // Before pinning: the pinned thread's available parallelism is one.
-    let machine = machine();
     let report_machine = report::Machine::detect();
+    let machine = format!(
+        "{}, {} logical CPUs",
+        report_machine.cpu_model, report_machine.logical_cpus
+    );
     let mut pinned = None;
     if !args.no_pin {
         if let Some(ids) = core_affinity::get_core_ids() {

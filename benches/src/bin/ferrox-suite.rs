@@ -26,7 +26,7 @@ struct Args {
     /// bench-results/<unix time>).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// A smoke run of a few minutes: fewer workloads, commands, rates and seconds.
+    /// A smoke run of under a minute: fewer workloads, commands, rates and seconds.
     #[arg(long)]
     quick: bool,
     /// Only these sections (comma-separated): engine, peers, pipeline, wire.

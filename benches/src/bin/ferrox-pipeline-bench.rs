@@ -796,6 +796,238 @@ fn add_result(w: &mut ReportWriter, result: BenchResult, h: &Histogram<u64>) {
     println!("  report: {name} -> {}", w.path().display());
 }
 
+// ----- open loop (shared by pipeline and floor) ----------------------------------------------
+
+/// Measured and warm-up commands of a run at `rate`: `rate` x `seconds` (or `commands`), at
+/// least 1, and `rate` x `warmup_s`.
+fn run_sizes(rate: u64, seconds: Option<f64>, commands: u64, warmup_s: f64) -> (u64, u64) {
+    let measured = match seconds {
+        Some(s) => (rate as f64 * s) as u64,
+        None => commands,
+    };
+    let warmup = (rate as f64 * warmup_s) as u64;
+    (measured.max(1), warmup)
+}
+
+/// The runs' clock source: the time-stamp counter on x86-64, `Instant` elsewhere.
+fn run_timer() -> Timer {
+    Timer::with_kind(
+        if cfg!(target_arch = "x86_64") {
+            TimerKind::Rdtsc
+        } else {
+            TimerKind::Instant
+        },
+        Duration::from_millis(200),
+    )
+}
+
+impl IdleConfig {
+    fn new(mode: IdleArg, spins: u32, yields: u32, sleep_max_us: u64) -> IdleConfig {
+        IdleConfig {
+            mode,
+            spins,
+            yields,
+            sleep_max_ns: sleep_max_us * 1_000,
+        }
+    }
+}
+
+/// A bench thread's pinning and its resource usage from `start` to `report`.
+struct ThreadMeter {
+    pinned: Option<(usize, bool)>,
+    u0: ThreadUsage,
+}
+
+impl ThreadMeter {
+    /// Pins the calling thread to `core` (if any), then starts counting its usage.
+    fn start(core: Option<CoreId>) -> ThreadMeter {
+        let pinned = pin(core);
+        ThreadMeter {
+            pinned,
+            u0: thread_usage(),
+        }
+    }
+
+    fn report(self, name: &'static str, rounds: Option<Histogram<u64>>) -> ThreadReport {
+        ThreadReport {
+            name,
+            pinned: self.pinned,
+            usage: usage_delta(self.u0, thread_usage()),
+            rounds,
+        }
+    }
+}
+
+/// The open-loop producer: publishes messages `0..total` into `ring`, message `i` planned at
+/// `planned_ns(i, interval_ns)`. Each round claims up to 256 of the messages due by `now` (no
+/// more than the ring has free), pushes `message(i, now)` for each and publishes them at once;
+/// with nothing due or no free slot it idles. Returns each message's lateness (publish - plan).
+fn produce_open_loop<M: AsRef<[u8]>>(
+    ring: &mut Producer,
+    total: u64,
+    interval_ns: f64,
+    clock: Clock,
+    idle_config: IdleConfig,
+    mut message: impl FnMut(u64, u64) -> M,
+) -> Histogram<u64> {
+    let mut late = new_histogram();
+    let mut next = 0u64;
+    let mut idle = Idle::new(idle_config);
+    let capacity = ring.spec().capacity();
+    while next < total {
+        let now = clock.now_ns();
+        let due = ((now as f64 / interval_ns) as u64 + 1).min(total);
+        let want = (due.saturating_sub(next) as usize).min(256);
+        let k = if want == 0 {
+            0
+        } else {
+            want.min(ring.free_slots()).min(capacity)
+        };
+        if k == 0 {
+            idle.step();
+            continue;
+        }
+        idle.reset();
+        let mut claim = ring.try_claim(k).expect("free slots were counted");
+        for i in next..next + k as u64 {
+            claim.push(message(i, now).as_ref());
+            late.saturating_record(now.saturating_sub(planned_ns(i, interval_ns)).max(1));
+        }
+        claim.publish();
+        next += k as u64;
+    }
+    late
+}
+
+/// The open-loop consumer: polls `ring` until `handle(seq, slot, now)` has returned true for
+/// `total` messages (`now`: when the message's batch was observed), idling between empty
+/// polls. Every 1,024th idle round it heartbeats the ring (if `heartbeat`) and gives up if
+/// nothing came for 20 s. Returns whether it gave up.
+fn consume_open_loop(
+    ring: &mut Consumer,
+    total: u64,
+    clock: Clock,
+    idle_config: IdleConfig,
+    heartbeat: bool,
+    mut handle: impl FnMut(u64, &[u8], u64) -> bool,
+) -> bool {
+    let mut idle = Idle::new(idle_config);
+    let mut done = 0u64;
+    let mut last_progress = Instant::now();
+    while done < total {
+        let mut now_cached: Option<u64> = None;
+        let n = ring
+            .poll(4096, |seq, slot| {
+                // All messages of a batch were there when it was observed: one clock read.
+                let now = *now_cached.get_or_insert_with(|| clock.now_ns());
+                if handle(seq, slot, now) {
+                    done += 1;
+                }
+            })
+            .expect("the consumer is never evicted");
+        if n == 0 {
+            idle.step();
+            if idle.rounds % 1024 == 0 {
+                if heartbeat {
+                    ring.heartbeat();
+                }
+                if last_progress.elapsed() > Duration::from_secs(20) {
+                    return true;
+                }
+            }
+        } else {
+            idle.reset();
+            last_progress = Instant::now();
+        }
+    }
+    false
+}
+
+/// What the open-loop consumer measures of the messages from `measured_from` on: the latency
+/// from the planned send time (and its trend by tenth), the service latency from the publish.
+struct OpenLoopLatency {
+    measured_from: u64,
+    interval_ns: f64,
+    count: u64,
+    last_ns: u64,
+    latency: Histogram<u64>,
+    service: Histogram<u64>,
+    trend: Trend,
+}
+
+impl OpenLoopLatency {
+    fn new(measured_from: u64, measured: u64, interval_ns: f64) -> OpenLoopLatency {
+        OpenLoopLatency {
+            measured_from,
+            interval_ns,
+            count: 0,
+            last_ns: 0,
+            latency: new_histogram(),
+            service: new_histogram(),
+            trend: Trend::new(measured_from, measured),
+        }
+    }
+
+    /// Records message `index` (if measured), read at `now` and published at `sent()`.
+    #[inline]
+    fn record(&mut self, index: u64, now: u64, sent: impl FnOnce() -> u64) {
+        if index >= self.measured_from {
+            self.count += 1;
+            let ns = now
+                .saturating_sub(planned_ns(index, self.interval_ns))
+                .max(1);
+            self.latency.saturating_record(ns);
+            self.trend.record(index, ns);
+            self.service
+                .saturating_record(now.saturating_sub(sent()).max(1));
+            self.last_ns = now;
+        }
+    }
+}
+
+/// One run of a rate sweep, as [`sweep`] sees it.
+trait SweepRun {
+    fn print(&self);
+    fn latency(&self) -> &Histogram<u64>;
+    fn saturated(&self) -> bool;
+    fn summary_row(&self) -> SummaryRow<'_>;
+    /// `result` with the report parameters every open-loop run has.
+    fn add_params(&self, result: BenchResult) -> BenchResult;
+}
+
+/// Runs `run_rate` for each of `rates` in turn and prints the run; adds it to the report with
+/// `result` if there is one; stops at the first saturated run with `--stop-at-saturation`.
+/// Then prints the summary of the sweep (of two runs or more). Returns the runs.
+fn sweep<R: SweepRun>(
+    rates: &[u64],
+    report: &ReportArgs,
+    writer: &mut Option<ReportWriter>,
+    summary_title: &str,
+    mut run_rate: impl FnMut(u64) -> R,
+    mut result: impl FnMut(&ReportWriter, &R) -> BenchResult,
+) -> Vec<R> {
+    let mut runs = Vec::new();
+    for &rate in rates {
+        let run = run_rate(rate);
+        run.print();
+        if let Some(w) = writer.as_mut() {
+            let result = result(w, &run);
+            add_result(w, result, run.latency());
+        }
+        let stop = report.stop_at_saturation && run.saturated();
+        runs.push(run);
+        if stop {
+            println!("  --stop-at-saturation: the sweep stops here");
+            break;
+        }
+    }
+    if runs.len() > 1 {
+        let rows: Vec<SummaryRow<'_>> = runs.iter().map(R::summary_row).collect();
+        print_summary(summary_title, &rows);
+    }
+    runs
+}
+
 // ----- pipeline -----------------------------------------------------------------------------
 
 struct ThreadReport {
@@ -836,6 +1068,55 @@ struct PipelineRun {
     /// Why the run is saturated, if it is.
     saturated: Option<String>,
 }
+
+/// `SweepRun` for an open-loop run type (`PipelineRun`, `FloorRun`: the fields of the same
+/// names), printed by `$print`.
+macro_rules! sweep_run {
+    ($run:ty, $print:ident) => {
+        impl SweepRun for $run {
+            fn print(&self) {
+                $print(self);
+            }
+            fn latency(&self) -> &Histogram<u64> {
+                &self.latency
+            }
+            fn saturated(&self) -> bool {
+                self.saturated.is_some()
+            }
+            fn summary_row(&self) -> SummaryRow<'_> {
+                SummaryRow {
+                    rate: self.rate,
+                    achieved_per_s: self.achieved_per_s,
+                    latency: &self.latency,
+                    service: &self.service,
+                    others_cpus: self.others_cpus,
+                    saturated: self.saturated.is_some(),
+                }
+            }
+            fn add_params(&self, result: BenchResult) -> BenchResult {
+                result
+                    .param("saturated", self.saturated.is_some())
+                    .param("saturation", self.saturated.clone())
+                    .param("latency_p50_by_tenth_ns", self.trend_p50.clone())
+                    .param("service_p50_ns", quantile(&self.service, 0.5))
+                    .param("service_p99_ns", quantile(&self.service, 0.99))
+                    .param(
+                        "producer_lateness_p99_ns",
+                        quantile(&self.producer_late, 0.99),
+                    )
+                    .param("producer_sent_per_s", self.producer_sent_per_s.round())
+                    .param("wall_s", self.wall_s)
+                    .param("loadavg_start", self.load_start.clone())
+                    .param("loadavg_end", self.load_end.clone())
+                    .param("other_processes_cpus", self.others_cpus)
+                    .param("steal_cpus", self.steal_cpus)
+            }
+        }
+    };
+}
+
+sweep_run!(PipelineRun, print_run);
+sweep_run!(FloorRun, print_floor_run);
 
 /// Planned send time of the command at `index` (0-based), ns after the run's start.
 #[inline]
@@ -952,12 +1233,7 @@ fn run_pipeline(
     let published: Vec<AtomicU64> = (0..total).map(|_| AtomicU64::new(0)).collect();
     let stop = AtomicBool::new(false);
     let sequencer_done = AtomicBool::new(false);
-    let idle_config = IdleConfig {
-        mode: args.idle,
-        spins: args.spins,
-        yields: args.yields,
-        sleep_max_ns: args.sleep_max_us * 1_000,
-    };
+    let idle_config = IdleConfig::new(args.idle, args.spins, args.yields, args.sleep_max_us);
     let load_start = loadavg();
     let clock = Clock {
         timer,
@@ -970,7 +1246,7 @@ fn run_pipeline(
     let mut latency = new_histogram();
     let mut service = new_histogram();
     let mut producer_late = new_histogram();
-    let (mut events, mut trades, mut rejects, mut acked, mut acked_measured) = (0, 0, 0, 0, 0);
+    let (mut events, mut trades, mut rejects, mut acked_measured) = (0, 0, 0, 0);
     let mut last_end_ns = 0u64;
     let mut producer_done_ns = 0u64;
     let mut snapshots = 0u64;
@@ -991,35 +1267,12 @@ fn run_pipeline(
         let snapshots = &mut snapshots;
 
         let producer = s.spawn(move || {
-            let pinned = pin(producer_core);
-            let u0 = thread_usage();
-            let mut next = 0u64;
-            let mut idle = Idle::new(idle_config);
-            let capacity = input.spec().capacity();
-            while next < total {
-                let now = clock.now_ns();
-                let due = ((now as f64 / interval_ns) as u64 + 1).min(total);
-                let want = (due.saturating_sub(next) as usize).min(256);
-                let k = if want == 0 {
-                    0
-                } else {
-                    want.min(input.free_slots()).min(capacity)
-                };
-                if k == 0 {
-                    idle.step();
-                    continue;
-                }
-                idle.reset();
-                let mut claim = input.try_claim(k).expect("free slots were counted");
-                for i in next..next + k as u64 {
-                    claim.push(&frames[i as usize]);
+            let meter = ThreadMeter::start(producer_core);
+            *producer_late =
+                produce_open_loop(input, total, interval_ns, clock, idle_config, |i, now| {
                     published[i as usize].store(now, Ordering::Relaxed);
-                    producer_late
-                        .saturating_record(now.saturating_sub(planned_ns(i, interval_ns)).max(1));
-                }
-                claim.publish();
-                next += k as u64;
-            }
+                    &frames[i as usize]
+                });
             *producer_done_ns = clock.now_ns();
             // Keep the input ring open until everything is acknowledged: a closed ring that is
             // empty is let go by the sequencer, which is harmless, but the heartbeat keeps the
@@ -1028,17 +1281,11 @@ fn run_pipeline(
                 input.heartbeat();
                 thread::sleep(Duration::from_millis(1));
             }
-            ThreadReport {
-                name: "producer",
-                pinned,
-                usage: usage_delta(u0, thread_usage()),
-                rounds: None,
-            }
+            meter.report("producer", None)
         });
 
         let seq_thread = s.spawn(move || {
-            let pinned = pin(sequencer_core);
-            let u0 = thread_usage();
+            let meter = ThreadMeter::start(sequencer_core);
             let mut idle = Idle::new(idle_config);
             let mut rounds = new_histogram();
             while !stop.load(Ordering::Acquire) {
@@ -1053,33 +1300,21 @@ fn run_pipeline(
             }
             sequencer.sync_all().expect("final sync");
             sequencer_done.store(true, Ordering::Release);
-            ThreadReport {
-                name: "sequencer",
-                pinned,
-                usage: usage_delta(u0, thread_usage()),
-                rounds: Some(rounds),
-            }
+            meter.report("sequencer", Some(rounds))
         });
 
         let syncer = background.map(|bg| {
             let interval = Duration::from_millis(args.async_sync_interval_ms.max(1));
             s.spawn(move || {
-                let pinned = pin(sequencer_core);
-                let u0 = thread_usage();
+                let meter = ThreadMeter::start(sequencer_core);
                 bg.run(stats_ref, interval, sequencer_done)
                     .expect("background journal sync");
-                ThreadReport {
-                    name: "journal-sync",
-                    pinned,
-                    usage: usage_delta(u0, thread_usage()),
-                    rounds: None,
-                }
+                meter.report("journal-sync", None)
             })
         });
 
         let engine_thread = s.spawn(move || {
-            let pinned = pin(engine_core);
-            let u0 = thread_usage();
+            let meter = ThreadMeter::start(engine_core);
             let mut idle = Idle::new(idle_config);
             let mut rounds = new_histogram();
             loop {
@@ -1101,97 +1336,59 @@ fn run_pipeline(
                     idle.reset();
                 }
             }
-            ThreadReport {
-                name: "engine",
-                pinned,
-                usage: usage_delta(u0, thread_usage()),
-                rounds: Some(rounds),
-            }
+            meter.report("engine", Some(rounds))
         });
 
         // The consumer runs on this thread's scope too, as its own thread.
         let consumer = s.spawn(move || {
-            let pinned = pin(consumer_core);
-            let u0 = thread_usage();
-            let mut idle = Idle::new(idle_config);
-            let mut latency = new_histogram();
-            let mut service = new_histogram();
-            let mut trend = Trend::new(measured_from, total - measured_from);
-            let (mut events, mut trades, mut rejects, mut acked, mut acked_measured) =
-                (0u64, 0u64, 0u64, 0u64, 0u64);
-            let mut last_end_ns = 0;
-            let mut last_progress = Instant::now();
-            let mut timed_out = false;
-            while acked < total {
-                let mut now_cached: Option<u64> = None;
-                let n = output_consumer
-                    .poll(4096, |_, slot| {
-                        // All frames of a batch were there when it was observed: one clock read.
-                        let now = *now_cached.get_or_insert_with(|| clock.now_ns());
-                        let frame = frame::decode_output(slot).expect("output frame decodes");
-                        match frame.event {
-                            None => {
-                                let index = frame.origin.producer_ref - 1;
-                                acked += 1;
-                                if index >= measured_from {
-                                    acked_measured += 1;
-                                    let ns =
-                                        now.saturating_sub(planned_ns(index, interval_ns)).max(1);
-                                    latency.saturating_record(ns);
-                                    trend.record(index, ns);
-                                    let sent = published[index as usize].load(Ordering::Relaxed);
-                                    service.saturating_record(now.saturating_sub(sent).max(1));
-                                    last_end_ns = now;
-                                }
-                            }
-                            Some(e) => {
-                                events += 1;
-                                match e {
-                                    Event::Trade(_) => trades += 1,
-                                    Event::Rejected(_) => rejects += 1,
-                                    _ => {}
-                                }
-                            }
+            let meter = ThreadMeter::start(consumer_core);
+            let mut measure =
+                OpenLoopLatency::new(measured_from, total - measured_from, interval_ns);
+            let (mut events, mut trades, mut rejects) = (0u64, 0u64, 0u64);
+            let timed_out = consume_open_loop(
+                output_consumer,
+                total,
+                clock,
+                idle_config,
+                true,
+                |_, slot, now| {
+                    let frame = frame::decode_output(slot).expect("output frame decodes");
+                    match frame.event {
+                        None => {
+                            let index = frame.origin.producer_ref - 1;
+                            measure.record(index, now, || {
+                                published[index as usize].load(Ordering::Relaxed)
+                            });
+                            true
                         }
-                    })
-                    .expect("the consumer is never evicted");
-                if n == 0 {
-                    idle.step();
-                    if idle.rounds % 1024 == 0 {
-                        output_consumer.heartbeat();
-                        if last_progress.elapsed() > Duration::from_secs(20) {
-                            timed_out = true;
-                            break;
+                        Some(e) => {
+                            events += 1;
+                            match e {
+                                Event::Trade(_) => trades += 1,
+                                Event::Rejected(_) => rejects += 1,
+                                _ => {}
+                            }
+                            false
                         }
                     }
-                } else {
-                    idle.reset();
-                    last_progress = Instant::now();
-                }
-            }
+                },
+            );
             stop.store(true, Ordering::Release);
             (
-                ThreadReport {
-                    name: "consumer",
-                    pinned,
-                    usage: usage_delta(u0, thread_usage()),
-                    rounds: None,
-                },
-                latency,
-                service,
-                (events, trades, rejects, acked, acked_measured),
-                last_end_ns,
+                meter.report("consumer", None),
+                measure,
+                (events, trades, rejects),
                 timed_out,
-                trend,
             )
         });
 
-        let (report, l, sv, counts, last_end, to, tr) = consumer.join().expect("consumer thread");
-        latency = l;
-        service = sv;
-        trend_p50 = tr.p50s();
-        (events, trades, rejects, acked, acked_measured) = counts;
-        last_end_ns = last_end;
+        let (report, measure, counts, to) = consumer.join().expect("consumer thread");
+        latency = measure.latency;
+        service = measure.service;
+        trend_p50 = measure.trend.p50s();
+        acked_measured = measure.count;
+        (events, trades, rejects) = counts;
+        last_end_ns = measure.last_ns;
         timed_out = to;
         threads.push(producer.join().expect("producer thread"));
         threads.push(seq_thread.join().expect("sequencer thread"));
@@ -1201,7 +1398,6 @@ fn run_pipeline(
             threads.push(t.join().expect("journal sync thread"));
         }
     });
-    let _ = acked;
     let wall_s = wall.elapsed().as_secs_f64();
     let (others_cpus, steal_cpus) = others_cpu(cpu0, cpu_snapshot(), wall_s);
     let first_planned = planned_ns(measured_from, interval_ns);
@@ -1292,14 +1488,7 @@ fn pipeline_bench(args: &PipelineArgs) {
             "experiment: the first journal segment is pre-written with zeros before each run (no unwritten extents)"
         );
     }
-    let per_run = |rate: u64| -> (u64, u64) {
-        let measured = match args.seconds {
-            Some(s) => (rate as f64 * s) as u64,
-            None => args.commands,
-        };
-        let warmup = (rate as f64 * args.warmup_s) as u64;
-        (measured.max(1), warmup)
-    };
+    let per_run = |rate: u64| run_sizes(rate, args.seconds, args.commands, args.warmup_s);
     let longest = args
         .rate
         .iter()
@@ -1339,14 +1528,7 @@ fn pipeline_bench(args: &PipelineArgs) {
         w.prefill.iter().chain(&w.measured).map(encode).collect();
     let engine_config = config.engine_config();
     drop(w);
-    let timer = Timer::with_kind(
-        if cfg!(target_arch = "x86_64") {
-            TimerKind::Rdtsc
-        } else {
-            TimerKind::Instant
-        },
-        Duration::from_millis(200),
-    );
+    let timer = run_timer();
 
     let durability = match args.durability {
         DurabilityArg::Async => "async",
@@ -1357,8 +1539,7 @@ fn pipeline_bench(args: &PipelineArgs) {
         &format!("pipeline-{durability}"),
         "ferrox-pipeline-bench pipeline",
     );
-    let mut runs = Vec::new();
-    for &rate in &args.rate {
+    let run_rate = |rate: u64| {
         let (measured, warmup) = per_run(rate);
         let frames = &all_frames[..(prefill + warmup + measured) as usize];
         println!(
@@ -1381,7 +1562,7 @@ fn pipeline_bench(args: &PipelineArgs) {
             prefill,
             loadavg()
         );
-        let run = run_pipeline(
+        run_pipeline(
             args,
             frames,
             &engine_config,
@@ -1390,34 +1571,16 @@ fn pipeline_bench(args: &PipelineArgs) {
             rate,
             timer,
             &cores,
-        );
-        print_run(&run);
-        if let Some(w) = writer.as_mut() {
-            let result = pipeline_result(w, args, &run, prefill, &data_base);
-            add_result(w, result, &run.latency);
-        }
-        let stop = args.report.stop_at_saturation && run.saturated.is_some();
-        runs.push(run);
-        if stop {
-            println!("  --stop-at-saturation: the sweep stops here");
-            break;
-        }
-    }
-
-    if runs.len() > 1 {
-        let rows: Vec<SummaryRow<'_>> = runs
-            .iter()
-            .map(|r| SummaryRow {
-                rate: r.rate,
-                achieved_per_s: r.achieved_per_s,
-                latency: &r.latency,
-                service: &r.service,
-                others_cpus: r.others_cpus,
-                saturated: r.saturated.is_some(),
-            })
-            .collect();
-        print_summary(&format!("{} mode", runs[0].durability), &rows);
-    }
+        )
+    };
+    let runs = sweep(
+        &args.rate,
+        &args.report,
+        &mut writer,
+        &format!("{durability} mode"),
+        run_rate,
+        |w, run| pipeline_result(w, args, run, prefill, &data_base),
+    );
 
     if let Some(path) = &args.json {
         let mut j = String::from("{\n");
@@ -1672,7 +1835,7 @@ fn pipeline_result(
             )
         })
         .collect();
-    BenchResult::new(name, "pipeline", "ferrox", "small", &r.latency)
+    let result = BenchResult::new(name, "pipeline", "ferrox", "small", &r.latency)
         .basis(
             "planned send time (open loop, evenly spaced at the offered rate) to the consumer \
              reading the command's last output frame (END), through producer -> input ring -> \
@@ -1697,13 +1860,6 @@ fn pipeline_result(
         .param("fdatasyncs", r.syncs)
         .param("snapshots", r.snapshots)
         .param("snapshot_every", args.snapshot_every)
-        .param("saturated", r.saturated.is_some())
-        .param("saturation", r.saturated.clone())
-        .param("latency_p50_by_tenth_ns", r.trend_p50.clone())
-        .param("service_p50_ns", quantile(&r.service, 0.5))
-        .param("service_p99_ns", quantile(&r.service, 0.99))
-        .param("producer_lateness_p99_ns", quantile(&r.producer_late, 0.99))
-        .param("producer_sent_per_s", r.producer_sent_per_s.round())
         .param("layout", format!("{:?}", args.layout))
         .param(
             "idle",
@@ -1719,12 +1875,8 @@ fn pipeline_result(
             }),
         )
         .param("journal_fs", fs_type(data_base))
-        .param("ring_fs", fs_type(&args.ring_dir))
-        .param("wall_s", r.wall_s)
-        .param("loadavg_start", r.load_start.clone())
-        .param("loadavg_end", r.load_end.clone())
-        .param("other_processes_cpus", r.others_cpus)
-        .param("steal_cpus", r.steal_cpus)
+        .param("ring_fs", fs_type(&args.ring_dir));
+    r.add_params(result)
 }
 
 // ----- floor ------------------------------------------------------------------------------
@@ -1787,12 +1939,7 @@ fn run_floor(
     let mut producer = Producer::create(&path, spec).expect("floor ring");
     let mut consumer = Consumer::attach(&path, spec, 0, Start::Producer).expect("floor attach");
     let [producer_core, _, _, consumer_core] = layout_cores(args.layout, cores);
-    let idle_config = IdleConfig {
-        mode: args.idle,
-        spins: args.spins,
-        yields: args.yields,
-        sleep_max_ns: args.sleep_max_us * 1_000,
-    };
+    let idle_config = IdleConfig::new(args.idle, args.spins, args.yields, args.sleep_max_us);
     let load_start = loadavg();
     let clock = Clock {
         timer,
@@ -1807,110 +1954,61 @@ fn run_floor(
         let consumer = &mut consumer;
         let producer_done_ns = &mut producer_done_ns;
         let p = s.spawn(move || {
-            let pinned = pin(producer_core);
-            let u0 = thread_usage();
-            let mut late = new_histogram();
-            let mut next = 0u64;
-            let mut idle = Idle::new(idle_config);
-            let capacity = producer.spec().capacity();
-            while next < total {
-                let now = clock.now_ns();
-                let due = ((now as f64 / interval_ns) as u64 + 1).min(total);
-                let want = (due.saturating_sub(next) as usize).min(256);
-                let k = if want == 0 {
-                    0
-                } else {
-                    want.min(producer.free_slots()).min(capacity)
-                };
-                if k == 0 {
-                    idle.step();
-                    continue;
-                }
-                idle.reset();
-                let mut claim = producer.try_claim(k).expect("free slots were counted");
-                for i in next..next + k as u64 {
-                    claim.push(&floor_message(i, now));
-                    late.saturating_record(now.saturating_sub(planned_ns(i, interval_ns)).max(1));
-                }
-                claim.publish();
-                next += k as u64;
-            }
+            let meter = ThreadMeter::start(producer_core);
+            let late = produce_open_loop(
+                producer,
+                total,
+                interval_ns,
+                clock,
+                idle_config,
+                floor_message,
+            );
             *producer_done_ns = clock.now_ns();
-            (
-                ThreadReport {
-                    name: "producer",
-                    pinned,
-                    usage: usage_delta(u0, thread_usage()),
-                    rounds: None,
-                },
-                late,
-            )
+            (meter.report("producer", None), late)
         });
         let c = s.spawn(move || {
-            let pinned = pin(consumer_core);
-            let u0 = thread_usage();
-            let mut idle = Idle::new(idle_config);
-            let mut latency = new_histogram();
-            let mut service = new_histogram();
-            let mut trend = Trend::new(measured_from, measured);
-            let (mut received, mut received_measured, mut out_of_order) = (0u64, 0u64, 0u64);
-            let mut last_ns = 0u64;
-            let mut last_progress = Instant::now();
-            let mut timed_out = false;
-            while received < total {
-                let mut now_cached: Option<u64> = None;
-                let n = consumer
-                    .poll(4096, |seq, slot| {
-                        let now = *now_cached.get_or_insert_with(|| clock.now_ns());
-                        let word = |k: usize| {
-                            u64::from_le_bytes(slot[k * 8..k * 8 + 8].try_into().expect("8 bytes"))
-                        };
-                        let (index, sent) = (word(0), word(1));
-                        if index != seq || word(2) != !index {
-                            out_of_order += 1;
-                        }
-                        received += 1;
-                        if index >= measured_from {
-                            received_measured += 1;
-                            let ns = now.saturating_sub(planned_ns(index, interval_ns)).max(1);
-                            latency.saturating_record(ns);
-                            trend.record(index, ns);
-                            service.saturating_record(now.saturating_sub(sent).max(1));
-                            last_ns = now;
-                        }
-                    })
-                    .expect("the consumer is never evicted");
-                if n == 0 {
-                    idle.step();
-                    if idle.rounds % 1024 == 0 && last_progress.elapsed() > Duration::from_secs(20)
-                    {
-                        timed_out = true;
-                        break;
+            let meter = ThreadMeter::start(consumer_core);
+            let mut measure = OpenLoopLatency::new(measured_from, measured, interval_ns);
+            let mut out_of_order = 0u64;
+            let timed_out = consume_open_loop(
+                consumer,
+                total,
+                clock,
+                idle_config,
+                false,
+                |seq, slot, now| {
+                    let word = |k: usize| {
+                        u64::from_le_bytes(slot[k * 8..k * 8 + 8].try_into().expect("8 bytes"))
+                    };
+                    let (index, sent) = (word(0), word(1));
+                    if index != seq || word(2) != !index {
+                        out_of_order += 1;
                     }
-                } else {
-                    idle.reset();
-                    last_progress = Instant::now();
-                }
-            }
-            (
-                ThreadReport {
-                    name: "consumer",
-                    pinned,
-                    usage: usage_delta(u0, thread_usage()),
-                    rounds: None,
+                    measure.record(index, now, || sent);
+                    true
                 },
-                latency,
-                service,
-                trend.p50s(),
-                (received_measured, out_of_order, last_ns, timed_out),
+            );
+            (
+                meter.report("consumer", None),
+                measure,
+                out_of_order,
+                timed_out,
             )
         });
         let consumer_out = c.join().expect("consumer thread");
         let (report, late) = p.join().expect("producer thread");
         (report, late, consumer_out)
     });
-    let (consumer_report, latency, service, trend_p50, counts) = consumer_out;
-    let (received_measured, out_of_order, last_ns, timed_out) = counts;
+    let (consumer_report, measure, out_of_order, timed_out) = consumer_out;
+    let OpenLoopLatency {
+        count: received_measured,
+        last_ns,
+        latency,
+        service,
+        trend,
+        ..
+    } = measure;
+    let trend_p50 = trend.p50s();
     drop((producer, consumer));
     let wall_s = wall.elapsed().as_secs_f64();
     let (others_cpus, steal_cpus) = others_cpu(cpu0, cpu_snapshot(), wall_s);
@@ -1982,7 +2080,7 @@ fn print_floor_run(r: &FloorRun) {
 
 fn floor_result(w: &ReportWriter, args: &FloorArgs, r: &FloorRun) -> BenchResult {
     let name = unique_name(w, &format!("floor-ring-{}", r.rate));
-    BenchResult::new(
+    let result = BenchResult::new(
         name,
         "floor-ring",
         "spsc-ring",
@@ -2007,23 +2105,12 @@ fn floor_result(w: &ReportWriter, args: &FloorArgs, r: &FloorRun) -> BenchResult
     .param("timed_out", r.timed_out)
     .param("warmup_commands", r.warmup)
     .param("warmup_s", args.warmup_s)
-    .param("saturated", r.saturated.is_some())
-    .param("saturation", r.saturated.clone())
-    .param("latency_p50_by_tenth_ns", r.trend_p50.clone())
-    .param("service_p50_ns", quantile(&r.service, 0.5))
-    .param("service_p99_ns", quantile(&r.service, 0.99))
-    .param("producer_lateness_p99_ns", quantile(&r.producer_late, 0.99))
-    .param("producer_sent_per_s", r.producer_sent_per_s.round())
     .param("layout", format!("{:?}", args.layout))
     .param(
         "idle",
         idle_description(args.idle, args.spins, args.yields, args.sleep_max_us),
-    )
-    .param("wall_s", r.wall_s)
-    .param("loadavg_start", r.load_start.clone())
-    .param("loadavg_end", r.load_end.clone())
-    .param("other_processes_cpus", r.others_cpus)
-    .param("steal_cpus", r.steal_cpus)
+    );
+    r.add_params(result)
 }
 
 fn floor_bench(args: &FloorArgs) {
@@ -2043,23 +2130,10 @@ fn floor_bench(args: &FloorArgs) {
         args.layout,
         idle_description(args.idle, args.spins, args.yields, args.sleep_max_us)
     );
-    let timer = Timer::with_kind(
-        if cfg!(target_arch = "x86_64") {
-            TimerKind::Rdtsc
-        } else {
-            TimerKind::Instant
-        },
-        Duration::from_millis(200),
-    );
+    let timer = run_timer();
     let mut writer = open_report(&args.report, "floor-ring", "ferrox-pipeline-bench floor");
-    let mut runs = Vec::new();
-    for &rate in &args.rate {
-        let measured = match args.seconds {
-            Some(s) => (rate as f64 * s) as u64,
-            None => args.commands,
-        }
-        .max(1);
-        let warmup = (rate as f64 * args.warmup_s) as u64;
+    let run_rate = |rate: u64| {
+        let (measured, warmup) = run_sizes(rate, args.seconds, args.commands, args.warmup_s);
         println!(
             "\n-- bare ring, offered {} messages/s: {} measured messages after {} warm-up; load average {} --",
             fmt_count(rate as f64),
@@ -2067,33 +2141,16 @@ fn floor_bench(args: &FloorArgs) {
             fmt_count(warmup as f64),
             loadavg()
         );
-        let run = run_floor(args, warmup, measured, rate.max(1), timer, &cores);
-        print_floor_run(&run);
-        if let Some(w) = writer.as_mut() {
-            let result = floor_result(w, args, &run);
-            add_result(w, result, &run.latency);
-        }
-        let stop = args.report.stop_at_saturation && run.saturated.is_some();
-        runs.push(run);
-        if stop {
-            println!("  --stop-at-saturation: the sweep stops here");
-            break;
-        }
-    }
-    if runs.len() > 1 {
-        let rows: Vec<SummaryRow<'_>> = runs
-            .iter()
-            .map(|r| SummaryRow {
-                rate: r.rate,
-                achieved_per_s: r.achieved_per_s,
-                latency: &r.latency,
-                service: &r.service,
-                others_cpus: r.others_cpus,
-                saturated: r.saturated.is_some(),
-            })
-            .collect();
-        print_summary("bare SPSC ring floor", &rows);
-    }
+        run_floor(args, warmup, measured, rate.max(1), timer, &cores)
+    };
+    let runs = sweep(
+        &args.rate,
+        &args.report,
+        &mut writer,
+        "bare SPSC ring floor",
+        run_rate,
+        |w, run| floor_result(w, args, run),
+    );
     if let Some(path) = &args.json {
         let mut j = String::from("{\n");
         let _ = writeln!(j, "  \"benchmark\": \"floor-ring\",");

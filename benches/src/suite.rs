@@ -494,6 +494,39 @@ fn histogram(dir: &Path, r: &BenchResult) -> io::Result<Option<Histogram<u64>>> 
     }
 }
 
+/// Draws the latency spectra of `results` into `dir/file`, each labelled by `label`, and
+/// adds it to `images` with `caption`; results without a histogram log are left out, and
+/// nothing is drawn when none has one.
+fn spectrum(
+    dir: &Path,
+    file: String,
+    title: &str,
+    caption: String,
+    results: &[&BenchResult],
+    label: impl Fn(&BenchResult) -> String,
+    images: &mut Vec<(String, String)>,
+) -> io::Result<()> {
+    let mut hists = Vec::new();
+    for r in results {
+        if let Some(h) = histogram(dir, r)? {
+            hists.push((label(r), h));
+        }
+    }
+    if hists.is_empty() {
+        return Ok(());
+    }
+    let series: Vec<SpectrumSeries> = hists
+        .iter()
+        .map(|(label, hist)| SpectrumSeries {
+            label: label.clone(),
+            hist,
+        })
+        .collect();
+    plot::percentile_spectrum_svg(&dir.join(&file), title, &series)?;
+    images.push((caption, file));
+    Ok(())
+}
+
 /// Draws every picture the reports in `dir` support and returns (caption, file name) pairs.
 pub fn draw(dir: &Path, reports: &[Report]) -> io::Result<Vec<(String, String)>> {
     let mut images = Vec::new();
@@ -502,37 +535,15 @@ pub fn draw(dir: &Path, reports: &[Report]) -> io::Result<Vec<(String, String)>>
     let engine: Vec<&BenchResult> = all_results(reports)
         .filter(|r| r.mode == "engine")
         .collect();
-    if !engine.is_empty() {
-        let mut hists = Vec::new();
-        for r in &engine {
-            if let Some(h) = histogram(dir, r)? {
-                hists.push((
-                    format!("{} ({})", r.workload, human_rate(r.achieved_per_s)),
-                    h,
-                ));
-            }
-        }
-        let series: Vec<SpectrumSeries> = hists
-            .iter()
-            .map(|(label, hist)| SpectrumSeries {
-                label: label.clone(),
-                hist,
-            })
-            .collect();
-        if !series.is_empty() {
-            let file = "engine-spectrum.svg".to_string();
-            plot::percentile_spectrum_svg(
-                &dir.join(&file),
-                "Engine only: service time per command, by workload",
-                &series,
-            )?;
-            images.push((
-                "Engine only, per-command service time by workload (legend: best throughput)"
-                    .into(),
-                file,
-            ));
-        }
-    }
+    spectrum(
+        dir,
+        "engine-spectrum.svg".into(),
+        "Engine only: service time per command, by workload",
+        "Engine only, per-command service time by workload (legend: best throughput)".into(),
+        &engine,
+        |r| format!("{} ({})", r.workload, human_rate(r.achieved_per_s)),
+        &mut images,
+    )?;
 
     // Side by side: per workload, a spectrum and a bar chart of the engines.
     let mut peer_workloads: Vec<&str> = all_results(reports)
@@ -544,31 +555,15 @@ pub fn draw(dir: &Path, reports: &[Report]) -> io::Result<Vec<(String, String)>>
         let rs: Vec<&BenchResult> = all_results(reports)
             .filter(|r| r.mode == "peers" && r.workload == w)
             .collect();
-        let mut hists = Vec::new();
-        for r in &rs {
-            if let Some(h) = histogram(dir, r)? {
-                hists.push((r.subject.clone(), h));
-            }
-        }
-        let series: Vec<SpectrumSeries> = hists
-            .iter()
-            .map(|(label, hist)| SpectrumSeries {
-                label: label.clone(),
-                hist,
-            })
-            .collect();
-        if !series.is_empty() {
-            let file = format!("peers-{w}-spectrum.svg");
-            plot::percentile_spectrum_svg(
-                &dir.join(&file),
-                &format!("Ferrox and other Rust order books, workload {w}"),
-                &series,
-            )?;
-            images.push((
-                format!("Side by side, workload {w}: latency spectrum"),
-                file,
-            ));
-        }
+        spectrum(
+            dir,
+            format!("peers-{w}-spectrum.svg"),
+            &format!("Ferrox and other Rust order books, workload {w}"),
+            format!("Side by side, workload {w}: latency spectrum"),
+            &rs,
+            |r| r.subject.clone(),
+            &mut images,
+        )?;
         let subjects: Vec<(String, Latency)> = rs
             .iter()
             .map(|r| (r.subject.clone(), r.latency.clone()))
@@ -602,34 +597,21 @@ pub fn draw(dir: &Path, reports: &[Report]) -> io::Result<Vec<(String, String)>>
             file,
         ));
         if let Some(rate) = comparison_rate(reports, mode, floor) {
-            let mut hists = Vec::new();
-            for r in all_results(reports).filter(|r| {
-                (r.mode == mode || r.mode == floor)
-                    && r.offered_per_s.map(|o| o.round()) == Some(rate)
-            }) {
-                if let Some(h) = histogram(dir, r)? {
-                    hists.push((series_label(r), h));
-                }
-            }
-            let series: Vec<SpectrumSeries> = hists
-                .iter()
-                .map(|(label, hist)| SpectrumSeries {
-                    label: label.clone(),
-                    hist,
+            let at_rate: Vec<&BenchResult> = all_results(reports)
+                .filter(|r| {
+                    (r.mode == mode || r.mode == floor)
+                        && r.offered_per_s.map(|o| o.round()) == Some(rate)
                 })
                 .collect();
-            if !series.is_empty() {
-                let file = format!("{mode}-spectrum.svg");
-                plot::percentile_spectrum_svg(
-                    &dir.join(&file),
-                    &format!("{what}, {} offered", human_rate(rate)),
-                    &series,
-                )?;
-                images.push((
-                    format!("{mode}: latency spectrum at {} offered", human_rate(rate)),
-                    file,
-                ));
-            }
+            spectrum(
+                dir,
+                format!("{mode}-spectrum.svg"),
+                &format!("{what}, {} offered", human_rate(rate)),
+                format!("{mode}: latency spectrum at {} offered", human_rate(rate)),
+                &at_rate,
+                series_label,
+                &mut images,
+            )?;
         }
     }
     Ok(images)
